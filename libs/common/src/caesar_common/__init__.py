@@ -1,0 +1,1 @@
+"""Code shared by every caesar-rest service: messages, bus, outbox, store, settings, telemetry."""

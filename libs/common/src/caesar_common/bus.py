@@ -1,0 +1,301 @@
+"""The one RabbitMQ client every service uses (aio-pika).
+
+Topology: a durable topic exchange ``caesar.events`` for events, the default exchange
+for commands to a runner pool queue, and ``caesar.dlx`` where each queue dead-letters
+to its own ``<queue>.dlq`` once a message has been delivered ``delivery_limit`` times.
+Every service queue is a quorum queue, so a delivery limit is enforced by the broker and a
+poison message cannot loop forever.
+
+Publishing waits for the broker's confirm. Consuming acks only after the handler
+returned (i.e. after the handler's own write), retries a failing handler in-process
+with backoff (a database outage must not burn through the delivery limit), and rejects
+undecodable messages straight to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from caesar_common.events import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, Envelope
+from caesar_common.logging import get_logger
+from caesar_common.telemetry import context_from_carrier
+
+log = get_logger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+EVENTS_PUBLISHED = Counter(
+    "caesar_events_published_total",
+    "Events and commands published with a broker confirm",
+    ["routing_key"],
+)
+MESSAGES_CONSUMED = Counter(
+    "caesar_messages_consumed_total",
+    "Messages consumed, by queue and outcome",
+    ["queue", "outcome"],
+)
+
+
+def runner_pool_queue(pool: str) -> str:
+    """Name of the command queue of an executor pool (``runner.local``, ``runner.slurm``)."""
+    return f"runner.{pool}"
+
+
+@dataclass
+class QueueSpec:
+    """A service-owned durable quorum queue and the routing keys bound to it."""
+
+    name: str
+    bindings: Sequence[str] = ()
+    delivery_limit: int = 5
+    exchange: str = EVENTS_EXCHANGE
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def declare_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": self.name,
+            **self.arguments,
+        }
+
+
+class Subscription:
+    """A running consumer that can be paused and resumed (a full runner pauses)."""
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        queue: AbstractQueue,
+        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    ) -> None:
+        self.channel = channel
+        self.queue = queue
+        self._callback = callback
+        self._tag: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._tag is not None
+
+    async def set_prefetch(self, prefetch: int) -> None:
+        await self.channel.set_qos(prefetch_count=max(1, prefetch))
+
+    async def resume(self) -> None:
+        if self._tag is None:
+            self._tag = await self.queue.consume(self._callback)
+
+    async def pause(self) -> None:
+        if self._tag is not None:
+            tag, self._tag = self._tag, None
+            # The channel may already be gone (broker restart); nothing to cancel then.
+            with suppress(Exception):
+                await self.queue.cancel(tag)
+
+
+class Bus:
+    """Connection, topology, confirmed publishing and safe consuming."""
+
+    def __init__(self, url: str, service: str, *, handler_retries: int = 6) -> None:
+        self._url = url
+        self._service = service
+        self._handler_retries = handler_retries
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._events: AbstractExchange | None = None
+        self._subscriptions: list[Subscription] = []
+        self._stopping = False
+        self._in_hand = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def service(self) -> str:
+        return self._service
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def connect(self, *, wait_s: float = 300.0) -> None:
+        """Connect (waiting for the broker to come up) and declare the shared exchanges."""
+        delay = 0.5
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(self._url, timeout=10)
+                break
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("broker not reachable, retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._events = await self._publish_channel.declare_exchange(
+            EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await self._publish_channel.declare_exchange(
+            DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+
+    async def declare(
+        self, spec: QueueSpec, channel: AbstractChannel | None = None
+    ) -> AbstractQueue:
+        """Declare a queue, its bindings and its dead-letter queue (idempotent)."""
+        ch = channel or self._channel()
+        queue = await ch.declare_queue(spec.name, durable=True, arguments=spec.declare_arguments())
+        if spec.bindings:
+            exchange = await ch.get_exchange(spec.exchange)
+            for key in spec.bindings:
+                await queue.bind(exchange, routing_key=key)
+        dlq = await ch.declare_queue(
+            f"{spec.name}.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=spec.name)
+        return queue
+
+    def _channel(self) -> AbstractChannel:
+        if self._publish_channel is None:
+            raise RuntimeError("bus is not connected")
+        return self._publish_channel
+
+    async def publish(self, envelope: Envelope, *, to_queue: str | None = None) -> None:
+        """Publish an event (or, with ``to_queue``, a command) and wait for the confirm."""
+        message = aio_pika.Message(
+            body=envelope.to_bytes(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.id,
+            type=envelope.type,
+            timestamp=envelope.time,
+            app_id=envelope.source,
+            headers={k: v for k, v in envelope.trace_carrier().items()},
+        )
+        parent = context_from_carrier(envelope.trace_carrier())
+        key = to_queue or envelope.routing_key
+        with _tracer.start_as_current_span(
+            f"publish {key}", context=parent, kind=SpanKind.PRODUCER
+        ):
+            if to_queue is not None:
+                await self._channel().default_exchange.publish(message, routing_key=to_queue)
+            else:
+                if self._events is None:
+                    raise RuntimeError("bus is not connected")
+                await self._events.publish(message, routing_key=key)
+        EVENTS_PUBLISHED.labels(key).inc()
+
+    async def consume(
+        self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16
+    ) -> Subscription:
+        """Consume a queue on its own channel; ack after ``handler`` returns."""
+        if self._connection is None:
+            raise RuntimeError("bus is not connected")
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await self.declare(spec, channel)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._deliver(spec.name, message, handler)
+
+        subscription = Subscription(channel, queue, on_message)
+        await subscription.resume()
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def _deliver(
+        self, queue: str, message: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        if self._stopping:
+            await message.nack(requeue=True)
+            return
+        try:
+            envelope = Envelope.from_bytes(message.body)
+        except (ValidationError, ValueError) as exc:
+            log.error("undecodable message dead-lettered", queue=queue, error=str(exc))
+            MESSAGES_CONSUMED.labels(queue, "rejected").inc()
+            await message.reject(requeue=False)
+            return
+        self._in_hand += 1
+        self._idle.clear()
+        try:
+            await self._handle(queue, envelope, message, handler)
+        finally:
+            self._in_hand -= 1
+            if self._in_hand == 0:
+                self._idle.set()
+
+    async def _handle(
+        self, queue: str, envelope: Envelope, message: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        parent = context_from_carrier(envelope.trace_carrier())
+        delay = 0.25
+        for attempt in range(self._handler_retries + 1):
+            with _tracer.start_as_current_span(
+                f"consume {envelope.routing_key}", context=parent, kind=SpanKind.CONSUMER
+            ) as span:
+                span.set_attribute("messaging.message.id", envelope.id)
+                span.set_attribute("caesar.subject", envelope.subject)
+                try:
+                    await handler(envelope)
+                except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered by the broker
+                    span.record_exception(exc)
+                    last_error = exc
+                else:
+                    await message.ack()
+                    MESSAGES_CONSUMED.labels(queue, "ok").inc()
+                    return
+            if self._stopping:
+                break
+            log.warning(
+                "handler failed, retrying",
+                queue=queue,
+                event_id=envelope.id,
+                attempt=attempt + 1,
+                error=repr(last_error),
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        log.error(
+            "handler gave up; message requeued",
+            queue=queue,
+            event_id=envelope.id,
+            error=repr(last_error),
+        )
+        MESSAGES_CONSUMED.labels(queue, "failed").inc()
+        await message.nack(requeue=True)
+
+    async def stop_consuming(self, *, grace_s: float = 30.0) -> None:
+        """Stop taking messages and let the ones in hand finish (SIGTERM path)."""
+        self._stopping = True
+        for subscription in self._subscriptions:
+            await subscription.pause()
+        self._subscriptions.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=grace_s)
+        except TimeoutError:
+            log.warning("messages still in hand at shutdown", count=self._in_hand)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

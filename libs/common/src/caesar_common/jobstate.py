@@ -1,0 +1,109 @@
+"""The job state machine (pure; no I/O).
+
+Events arrive duplicated and out of order, so every projection of a job's state keeps
+``(attempt, rank(state))`` and accepts an event only when it moves that key forward.
+Terminal states are absorbing, except a failure flagged *retryable* (the runner was
+lost): the scheduler may follow it with a new attempt, which outranks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Job states; the names (and the hyphen in TIMED-OUT) are the v1.0 API's."""
+
+    PENDING = "PENDING"
+    HELD = "HELD"
+    QUEUED = "QUEUED"
+    STARTED = "STARTED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    TIMED_OUT = "TIMED-OUT"
+    CANCELED = "CANCELED"
+    ABORTED = "ABORTED"
+
+    @property
+    def routing_suffix(self) -> str:
+        """Lower-case name used in the ``job.state.<state>`` routing key."""
+        return self.value.lower()
+
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.SUCCESS, JobState.FAILURE, JobState.TIMED_OUT, JobState.CANCELED, JobState.ABORTED}
+)
+ACTIVE_STATES: frozenset[JobState] = frozenset({JobState.STARTED, JobState.RUNNING})
+
+_RANK: dict[JobState, int] = {
+    JobState.PENDING: 0,
+    JobState.HELD: 1,
+    JobState.QUEUED: 2,
+    JobState.STARTED: 3,
+    JobState.RUNNING: 4,
+}
+TERMINAL_RANK = 5
+
+# Legal moves within one attempt. Skips (QUEUED -> RUNNING, QUEUED -> SUCCESS) are legal
+# because a projection may never see an intermediate event of a fast job.
+_ENDINGS = TERMINAL_STATES
+_LEGAL: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset(
+        {JobState.HELD, JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}
+    ),
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}),
+    JobState.QUEUED: frozenset({JobState.STARTED, JobState.RUNNING}) | _ENDINGS,
+    JobState.STARTED: frozenset({JobState.RUNNING}) | _ENDINGS,
+    JobState.RUNNING: _ENDINGS,
+}
+
+
+def rank(state: JobState) -> int:
+    """Position of a state in the lifecycle; all terminal states share the last rank."""
+    return TERMINAL_RANK if state in TERMINAL_STATES else _RANK[state]
+
+
+def is_terminal(state: JobState) -> bool:
+    return state in TERMINAL_STATES
+
+
+def can_transition(current: JobState, new: JobState) -> bool:
+    """Whether a producer may move a job from ``current`` to ``new`` within one attempt."""
+    return new in _LEGAL.get(current, frozenset())
+
+
+@dataclass(frozen=True)
+class JobPosition:
+    """What a projection holds about a job: enough to order any later event."""
+
+    attempt: int
+    state: JobState
+    retryable: bool = False
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.attempt, rank(self.state))
+
+    @property
+    def is_final(self) -> bool:
+        """Terminal and not going to be retried: nothing may move the job any more."""
+        return is_terminal(self.state) and not self.retryable
+
+
+def supersedes(new: JobPosition, held: JobPosition | None) -> bool:
+    """Whether a projection holding ``held`` must apply an event carrying ``new``.
+
+    Duplicates (same key) and late events (smaller key) are ignored, which makes every
+    projection converge to the same state whatever order events arrive in.
+    """
+    if held is None:
+        return True
+    if held.is_final:
+        return False
+    if is_terminal(held.state) and new.attempt == held.attempt:
+        # A retryable failure is provisional: the same attempt may only be closed for good
+        # (the scheduler gives up, or a slow runner reports its true outcome after all).
+        return is_terminal(new.state) and not new.retryable
+    return new.key > held.key

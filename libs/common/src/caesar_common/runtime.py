@@ -1,0 +1,207 @@
+"""Start-up, readiness and graceful shutdown shared by every service.
+
+A service may start before the broker or the database: :class:`ServiceRuntime` serves
+``/healthz`` at once, keeps ``/readyz`` red until both answer, and only then lets the
+service declare its queues and consume. On SIGTERM it stops consuming, lets the message
+in hand finish, flushes the outbox and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo import IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from caesar_common.bus import Bus
+from caesar_common.logging import get_logger, setup_logging
+from caesar_common.outbox import OUTBOX_INDEX, OutboxRelay
+from caesar_common.settings import ServiceSettings
+from caesar_common.store import Document, ensure_indexes, mongo_client, ping
+from caesar_common.telemetry import setup_telemetry, shutdown_telemetry
+
+log = get_logger(__name__)
+
+RUNTIME_KEY: web.AppKey[ServiceRuntime] = web.AppKey("runtime")
+
+
+class ServiceRuntime:
+    """The clients and lifecycle of one service process."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        *,
+        indexes: Mapping[str, Sequence[IndexModel]],
+        outbox_collections: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.bus = Bus(settings.amqp_url, name)
+        self.mongo = mongo_client(settings.mongo_url)
+        self.db: AsyncDatabase[Document] = self.mongo[settings.database_name(name)]
+        self._indexes = {
+            coll: [*models, *([OUTBOX_INDEX] if coll in outbox_collections else [])]
+            for coll, models in indexes.items()
+        }
+        for coll in outbox_collections:
+            self._indexes.setdefault(coll, [OUTBOX_INDEX])
+        self.relay = OutboxRelay(
+            self.bus,
+            [self.db[c] for c in outbox_collections],
+            sweep_interval_s=settings.outbox_sweep_interval_s,
+            duplicate_publish=settings.duplicate_publish,
+        )
+        self.ready = False
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[Any]] = []
+
+    def collection(self, name: str) -> AsyncCollection[Document]:
+        return self.db[name]
+
+    async def wait_for_database(self, *, wait_s: float = 300.0) -> None:
+        delay = 0.5
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while not await ping(self.db):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError("database not reachable")
+            log.warning("database not reachable, retrying", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def connect(self) -> None:
+        """Wait for broker and database, create indexes, start the outbox relay."""
+        await self.wait_for_database()
+        await ensure_indexes(self.db, self._indexes)
+        await self.bus.connect()
+        self.relay.start()
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Run a background loop that is cancelled at shutdown."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.append(task)
+        return task
+
+    async def is_ready(self) -> bool:
+        return self.ready and self.bus.is_connected and await ping(self.db)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self, *, grace_s: float = 30.0) -> None:
+        self.ready = False
+        await self.bus.stop_consuming(grace_s=grace_s)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.relay.flush()
+        await self.bus.close()
+        await self.mongo.close()
+        shutdown_telemetry()
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME_KEY]
+    ready = await runtime.is_ready()
+    body = {
+        "status": "ready" if ready else "not ready",
+        "broker": runtime.bus.is_connected,
+        "database": await ping(runtime.db),
+    }
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
+
+
+def add_operational_routes(app: web.Application, runtime: ServiceRuntime) -> None:
+    """``/healthz`` (process alive), ``/readyz`` (broker and database reachable), ``/metrics``."""
+    app[RUNTIME_KEY] = runtime
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+
+
+def run_service(
+    name: str,
+    settings: ServiceSettings,
+    build: Callable[[ServiceRuntime], Awaitable[None]],
+    *,
+    indexes: Mapping[str, Sequence[IndexModel]],
+    outbox_collections: Sequence[str] = (),
+    app: web.Application | None = None,
+    on_shutdown: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
+) -> None:
+    """Entry point of a service process: logs, traces, HTTP, connect, ``build``, wait, stop.
+
+    ``build`` declares queues and starts consumers and loops once broker and database
+    are reachable; the HTTP server (``app`` or a bare operational one) answers meanwhile.
+    """
+    setup_logging(name, settings.log_level, settings.log_json)
+    setup_telemetry(name)
+
+    async def main() -> None:
+        runtime = ServiceRuntime(
+            name, settings, indexes=indexes, outbox_collections=outbox_collections
+        )
+        web_app = app if app is not None else web.Application()
+        add_operational_routes(web_app, runtime)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.request_stop)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        log.info("listening", host=settings.http_host, port=settings.http_port)
+        try:
+            connecting = asyncio.ensure_future(_start(runtime, build))
+            stopping = asyncio.ensure_future(runtime.wait_stopped())
+            done, _ = await asyncio.wait(
+                {connecting, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if connecting in done:
+                connecting.result()
+                await stopping
+            else:
+                connecting.cancel()
+            log.info("stopping")
+            if on_shutdown is not None:
+                await on_shutdown(runtime)
+            await runtime.shutdown()
+        finally:
+            await runner.cleanup()
+        log.info("stopped")
+
+    asyncio.run(main())
+
+
+async def _start(
+    runtime: ServiceRuntime, build: Callable[[ServiceRuntime], Awaitable[None]]
+) -> None:
+    await runtime.connect()
+    await build(runtime)
+    runtime.ready = True
+    log.info("ready")

@@ -1,0 +1,1 @@
+"""caesar-rest runner: runs source-finder jobs through an executor and reports their states."""

@@ -1,0 +1,71 @@
+"""The runner's own records: one claim per job attempt, and cancel requests.
+
+A claim is inserted (with its STARTED event in the outbox) *before* the RunJob command
+is acked, and its ``_id`` is ``<job_id>:<attempt>``: a redelivered command for an
+attempt already claimed hits the unique key and never starts a second process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from caesar_common.events import Envelope
+from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
+from caesar_common.store import Document
+
+CLAIMS = "claims"
+CANCELS = "cancels"
+
+INDEXES = {
+    CLAIMS: [
+        IndexModel([("job_id", ASCENDING)], name="job_id"),
+        IndexModel([("runner_id", ASCENDING), ("state", ASCENDING)], name="runner_state"),
+    ],
+    CANCELS: [],
+}
+
+
+def claim_id(job_id: str, attempt: int) -> str:
+    return f"{job_id}:{attempt}"
+
+
+class Claims:
+    def __init__(
+        self, claims: AsyncCollection[Document], cancels: AsyncCollection[Document]
+    ) -> None:
+        self.collection = claims
+        self._cancels = cancels
+
+    async def claim(self, doc: Document, events: Sequence[Envelope]) -> bool:
+        try:
+            await self.collection.insert_one({**doc, **outbox_fields(events)})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update(
+        self, cid: str, expect_state: str, changes: dict[str, Any], events: Sequence[Envelope]
+    ) -> bool:
+        update = merge_updates({"$set": changes}, outbox_update(events))
+        result = await self.collection.update_one({"_id": cid, "state": expect_state}, update)
+        return result.modified_count == 1
+
+    async def record_cancel(self, job_id: str) -> None:
+        await self._cancels.update_one(
+            {"_id": job_id}, {"$setOnInsert": {"requested_at": datetime.now(UTC)}}, upsert=True
+        )
+
+    async def is_canceled(self, job_id: str) -> bool:
+        return await self._cancels.find_one({"_id": job_id}) is not None
+
+    async def canceled_among(self, job_ids: Iterable[str]) -> set[str]:
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        return {d["_id"] async for d in self._cancels.find({"_id": {"$in": ids}}, {"_id": 1})}

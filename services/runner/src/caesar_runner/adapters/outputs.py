@@ -1,0 +1,57 @@
+"""The job directory: staging the input and describing the outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from caesar_common.events import OutputFile
+from caesar_common.ids import safe_owner
+
+MANIFEST = "manifest.json"
+
+
+def job_directory(jobs_root: Path, owner: str, job_id: str) -> Path:
+    """``<jobs_root>/<owner>/<job_id>``, from validated ids only."""
+    return jobs_root / safe_owner(owner) / job_id
+
+
+def input_path(data_root: Path, owner: str, file_id: str, ext: str) -> Path:
+    return data_root / safe_owner(owner) / f"{file_id}.{ext}"
+
+
+def stage_input(source: Path, job_dir: Path) -> Path:
+    """Link the input into the job directory so finders write their side files there."""
+    job_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    target = job_dir / source.name
+    if not target.exists():
+        os.symlink(source, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_outputs(job_dir: Path, exclude: set[str]) -> list[OutputFile]:
+    """Every regular file the job wrote (not the staged input), with size and SHA-256."""
+    files = []
+    for path in sorted(job_dir.rglob("*")):
+        rel = path.relative_to(job_dir).as_posix()
+        if rel in exclude or path.is_symlink() or not path.is_file():
+            continue
+        files.append(OutputFile(name=rel, size_bytes=path.stat().st_size, sha256=_sha256(path)))
+    return files
+
+
+def write_manifest(job_dir: Path, manifest: dict[str, Any]) -> None:
+    tmp = job_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(job_dir / MANIFEST)

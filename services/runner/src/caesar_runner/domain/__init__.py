@@ -1,0 +1,1 @@
+"""Pure runner logic: environments, limits, outcomes."""

@@ -1,0 +1,1 @@
+"""Executors: interchangeable backends that run a job's steps (local process, Slurm)."""

@@ -1,0 +1,54 @@
+"""The executor interface every backend implements.
+
+A job is a list of steps (argv lists) run in order in the job directory. The runner
+does the claiming, reporting and bookkeeping; an executor only runs, waits, enforces the
+wall time and stops on cancel. The same interface fits a Slurm batch job (one script
+with the steps) or a Kubernetes Job (one container per step or a wrapper command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from caesar_common.apps.base import Step
+from caesar_common.jobstate import JobState
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    owner: str
+    attempt: int
+    app: str
+    steps: Sequence[Step]
+    job_dir: Path
+    wall_time_s: int
+    cores: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    state: JobState
+    exit_code: int | None
+    elapsed_s: float
+    cpu_s: float
+    peak_rss_bytes: int
+    reason: str = ""
+
+
+StartedCallback = Callable[[int | None], Awaitable[None]]
+
+
+class Executor(Protocol):
+    kind: str
+
+    async def run(
+        self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event
+    ) -> ExecutionResult:
+        """Run every step; call ``on_started(pid)`` once the first process runs."""
+        ...

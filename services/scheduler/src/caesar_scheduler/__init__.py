@@ -1,0 +1,1 @@
+"""caesar-rest scheduler: admission, fair-share dispatch to runner pools, cancels."""

@@ -1,0 +1,1 @@
+"""Pure scheduling logic: pool routing, runner capacity, fair share."""

@@ -1,0 +1,41 @@
+"""Runner capacity learnt from heartbeats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class RunnerSeen:
+    runner_id: str
+    pool: str
+    slots_total: int
+    accepting: bool
+    seen_at: datetime
+
+
+class CapacityTable:
+    """Slots per pool, counting only runners heard from recently and accepting work.
+
+    Capacity is the sum of *total* slots; the scheduler subtracts the jobs it has
+    dispatched and not yet seen finish, so a heartbeat's momentary ``slots_free`` (which
+    lags behind dispatches) is never double counted.
+    """
+
+    def __init__(self, timeout: timedelta) -> None:
+        self._timeout = timeout
+        self._runners: dict[str, RunnerSeen] = {}
+
+    def observe(self, seen: RunnerSeen) -> None:
+        current = self._runners.get(seen.runner_id)
+        if current is None or current.seen_at <= seen.seen_at:
+            self._runners[seen.runner_id] = seen
+
+    def slots(self, pool: str, now: datetime) -> int:
+        limit = now - self._timeout
+        return sum(
+            r.slots_total
+            for r in self._runners.values()
+            if r.pool == pool and r.accepting and r.seen_at >= limit
+        )

@@ -1,0 +1,27 @@
+"""Scheduler settings (``CAESAR_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from caesar_common.settings import ServiceSettings
+
+
+class SchedulerSettings(ServiceSettings):
+    http_port: int = Field(8081, title="HTTP port (health, readiness, metrics)")
+    pools: list[str] = Field(
+        default_factory=lambda: ["local"],
+        title="Executor pools of this deployment",
+        description="Runner pools that exist here; an app none of them can run is ABORTED.",
+    )
+    runner_timeout_s: float = Field(
+        20.0,
+        title="Heartbeat expiry",
+        description="A runner not heard from for this long adds no capacity.",
+    )
+    dispatch_interval_s: float = Field(
+        1.0, title="Dispatch period when nothing wakes the dispatcher"
+    )
+    max_active_per_user: int = Field(
+        0, title="Per-user cap on dispatched jobs", description="0 means no cap beyond fair share."
+    )

@@ -1,0 +1,142 @@
+"""The v1.0 API end to end, through all five services as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import tarfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
+from tests.e2e.conftest import status, submit, upload, wait_state
+from tests.e2e.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_aegean_job_recovers_injected_sources(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    spec = SimulationSpec(size=512, seed=11)
+    image = tmp_path / "field.fits"
+    truth = write_simulation(spec, image, tmp_path / "truth.ecsv")
+    file_id = await upload(http, stack, image)
+
+    job_id = await submit(
+        http,
+        stack,
+        {"app": "aegean", "job_inputs": {"seedthr": 5, "mergethr": 4}, "data_inputs": file_id},
+    )
+    final = await wait_state(http, stack, job_id)
+    assert final["state"] == "SUCCESS", final
+    assert final["exit_code"] == 0
+    assert float(final["elapsed_time"]) > 0
+
+    async with http.get(f"{stack.v1}/job/{job_id}/output") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("application/")
+        blob = await resp.read()
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        names = tar.getnames()
+        catalogue = next(n for n in names if n.endswith("catalog_comp.csv"))
+        member = tar.extractfile(catalogue)
+        assert member is not None
+        rows = list(csv.DictReader(io.TextIOWrapper(member)))
+    assert any(n.endswith("manifest.json") for n in names)
+    assert not any(n.startswith("/") or ".." in n for n in names)
+
+    match = crossmatch(
+        truth,
+        [float(r["ra"]) for r in rows],
+        [float(r["dec"]) for r in rows],
+        radius_arcsec=spec.beam.bmaj_arcsec,
+    )
+    assert match.completeness(snr_min=10.0) >= 0.9
+    assert match.reliability >= 0.9
+
+
+async def test_job_without_beam_fails_with_exit_code(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "nobeam.fits"
+    write_simulation(SimulationSpec(size=128, seed=3, with_beam_keywords=False), image)
+    file_id = await upload(http, stack, image)
+    job_id = await submit(
+        http, stack, {"app": "aegean", "job_inputs": {"inputfile": f"/data/{file_id}.fits"}}
+    )
+    final = await wait_state(http, stack, job_id)
+    assert final["state"] == "FAILURE", final
+    assert final["exit_code"] not in (0, None)
+
+
+async def test_cancel_queued_and_running_jobs(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "big.fits"
+    write_simulation(SimulationSpec(size=2048, seed=5), image)
+    file_id = await upload(http, stack, image)
+    # Two slots: the first two jobs run, the third waits in the scheduler's queue.
+    running = [
+        await submit(http, stack, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id})
+        for _ in range(2)
+    ]
+    queued = await submit(http, stack, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id})
+    for job_id in running:
+        await wait_state(http, stack, job_id, {"RUNNING"}, timeout_s=60)
+    assert (await status(http, stack, queued))["state"] == "QUEUED"
+
+    async with http.post(f"{stack.v1}/job/{queued}/cancel") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["status"] == "Job canceled and status updated in DB"
+    async with http.get(f"{stack.v1}/job/{running[0]}/cancel") as resp:
+        assert resp.status == 200
+    assert (await wait_state(http, stack, queued, timeout_s=30))["state"] == "CANCELED"
+    assert (await wait_state(http, stack, running[0], timeout_s=60))["state"] == "CANCELED"
+    async with http.get(f"{stack.v1}/job/{running[1]}/cancel") as resp:
+        assert resp.status == 200
+    assert (await wait_state(http, stack, running[1], timeout_s=60))["state"] == "CANCELED"
+
+    async with http.get(f"{stack.v1}/job/{queued}/cancel") as resp:
+        body = await resp.json()
+    assert (
+        body["status"]
+        == f"Job {queued} already completed with state CANCELED, nothing to be canceled."
+    )
+
+
+async def test_twenty_concurrent_submissions_all_succeed(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "small.fits"
+    write_simulation(SimulationSpec(size=128, seed=9), image)
+    file_id = await upload(http, stack, image)
+    payload = {"app": "aegean", "job_inputs": {"bkgbox": 40, "bkggrid": 10}, "data_inputs": file_id}
+    job_ids = await asyncio.gather(*(submit(http, stack, payload) for _ in range(20)))
+    assert len(set(job_ids)) == 20
+    finals = await asyncio.gather(*(wait_state(http, stack, j, timeout_s=420) for j in job_ids))
+    assert [f["state"] for f in finals] == ["SUCCESS"] * 20
+
+    async with http.get(f"{stack.v1}/jobs", params={"limit": "1000"}) as resp:
+        listed = {j["job_id"] for j in await resp.json()}
+    assert set(job_ids) <= listed
+
+
+async def test_killed_runner_leaves_no_job_running(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "big2.fits"
+    write_simulation(SimulationSpec(size=2048, seed=6), image)
+    file_id = await upload(http, stack, image)
+    job_id = await submit(http, stack, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id})
+    await wait_state(http, stack, job_id, {"RUNNING"}, timeout_s=60)
+
+    stack.kill("runner")
+    final = await wait_state(http, stack, job_id, timeout_s=60)
+    assert final["state"] in {"FAILURE", "ABORTED"}, final
+    # Bring the runner back for whatever runs after this test.
+    stack.start("runner")
+    stack.wait_ready("runner")

@@ -1,0 +1,207 @@
+"""Scheduler handlers through the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+
+from caesar_common.bus import Bus, runner_pool_queue
+from caesar_common.events import (
+    Envelope,
+    InputFile,
+    JobCancelRequested,
+    JobStateChanged,
+    JobSubmitted,
+    RunJob,
+    RunnerHeartbeat,
+)
+from caesar_common.jobstate import JobState
+from caesar_common.runtime import ServiceRuntime
+from caesar_scheduler.__main__ import build
+from caesar_scheduler.adapters.jobs import COLLECTION, INDEXES
+from caesar_scheduler.settings import SchedulerSettings
+from tests.integration.helpers import EventTap
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def scheduler(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIterator[ServiceRuntime]:
+    settings = SchedulerSettings(
+        amqp_url=amqp_url,
+        mongo_url=mongo_url,
+        mongo_db_prefix=db_prefix,
+        dispatch_interval_s=0.2,
+        outbox_sweep_interval_s=0.5,
+    )
+    runtime = ServiceRuntime(
+        "scheduler", settings, indexes=INDEXES, outbox_collections=[COLLECTION]
+    )
+    await runtime.connect()
+    await build(runtime, settings)
+    yield runtime
+    await runtime.shutdown(grace_s=5)
+
+
+@pytest.fixture
+async def bus(amqp_url: str) -> AsyncIterator[Bus]:
+    b = Bus(amqp_url, "test")
+    await b.connect()
+    yield b
+    await b.close()
+
+
+def submitted(job_id: str, owner: str = "alice", app: str = "aegean") -> Envelope:
+    return Envelope.wrap(
+        JobSubmitted(
+            job_id=job_id,
+            owner=owner,
+            app=app,
+            params={"seedthr": 5.0},
+            input=InputFile(file_id="a" * 32, ext="fits"),
+            wall_time_s=60,
+            submitted_at=datetime.now(UTC),
+        ),
+        "test",
+    )
+
+
+def heartbeat(slots: int) -> Envelope:
+    return Envelope.wrap(
+        RunnerHeartbeat(
+            runner_id="r1",
+            pool="local",
+            slots_total=slots,
+            slots_free=slots,
+            sent_at=datetime.now(UTC),
+        ),
+        "test",
+    )
+
+
+async def read_commands(amqp_url: str, n: int, timeout_s: float = 10.0) -> list[RunJob]:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(runner_pool_queue("local"))
+        out: list[RunJob] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(out) < n and asyncio.get_running_loop().time() < deadline:
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            await message.ack()
+            out.append(RunJob.model_validate(Envelope.from_bytes(message.body).data))
+        return out
+    finally:
+        await connection.close()
+
+
+async def test_submitted_job_is_queued_then_dispatched_when_a_slot_appears(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    async with EventTap(amqp_url, ["job.state.#"]) as tap:
+        await bus.publish(submitted("11111111-1111-4111-8111-111111111111"))
+        queued = await tap.wait_for(lambda e: e.data["state"] == "QUEUED")
+        assert queued.data["attempt"] == 1
+        assert queued.owner == "alice"
+    assert await read_commands(amqp_url, 1, timeout_s=1.5) == []  # no runner yet: nothing sent
+    await bus.publish(heartbeat(1))
+    commands = await read_commands(amqp_url, 1)
+    assert [c.job_id for c in commands] == ["11111111-1111-4111-8111-111111111111"]
+    assert commands[0].attempt == 1
+    assert commands[0].pool == "local"
+
+
+async def test_capacity_limits_dispatch_and_terminal_state_frees_slot(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    ids = [f"2222222{i}-2222-4222-8222-222222222222" for i in range(3)]
+    for job_id in ids:
+        await bus.publish(submitted(job_id))
+    await bus.publish(heartbeat(2))
+    first = await read_commands(amqp_url, 3, timeout_s=3)
+    assert len(first) == 2
+    done = first[0]
+    await bus.publish(
+        Envelope.wrap(
+            JobStateChanged(
+                job_id=done.job_id,
+                owner="alice",
+                app="aegean",
+                attempt=1,
+                state=JobState.SUCCESS,
+                changed_at=datetime.now(UTC),
+            ),
+            "test",
+        )
+    )
+    second = await read_commands(amqp_url, 1)
+    assert {c.job_id for c in first + second} == set(ids)
+
+
+async def test_cancel_of_waiting_job_emits_canceled(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    job_id = "33333333-3333-4333-8333-333333333333"
+    async with EventTap(amqp_url, ["job.state.*"]) as tap:
+        await bus.publish(submitted(job_id))
+        await tap.wait_for(lambda e: e.data["state"] == "QUEUED")
+        await bus.publish(
+            Envelope.wrap(
+                JobCancelRequested(job_id=job_id, owner="alice", requested_at=datetime.now(UTC)),
+                "test",
+            )
+        )
+        canceled = await tap.wait_for(lambda e: e.data["state"] == "CANCELED")
+        assert canceled.subject == job_id
+    await bus.publish(heartbeat(4))
+    assert await read_commands(amqp_url, 1, timeout_s=1.5) == []
+
+
+async def test_cancel_overtaking_submission_still_cancels(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    job_id = "44444444-4444-4444-8444-444444444444"
+    async with EventTap(amqp_url, ["job.state.*"]) as tap:
+        await bus.publish(
+            Envelope.wrap(
+                JobCancelRequested(job_id=job_id, owner="alice", requested_at=datetime.now(UTC)),
+                "test",
+            )
+        )
+        await asyncio.sleep(0.3)
+        await bus.publish(submitted(job_id))
+        canceled = await tap.wait_for(lambda e: e.subject == job_id)
+        assert canceled.data["state"] == "CANCELED"
+
+
+async def test_container_app_is_aborted_with_reason(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    async with EventTap(amqp_url, ["job.state.aborted"]) as tap:
+        await bus.publish(submitted("55555555-5555-4555-8555-555555555555", app="caesar"))
+        aborted = await tap.wait_for(lambda e: True)
+    assert "no runner pool" in aborted.data["reason"]
+    assert "container" in aborted.data["reason"]
+
+
+async def test_duplicate_submission_is_ignored(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    job_id = "66666666-6666-4666-8666-666666666666"
+    async with EventTap(amqp_url, ["job.state.queued"]) as tap:
+        envelope = submitted(job_id)
+        await bus.publish(envelope)
+        await bus.publish(envelope)
+        await tap.wait_for(lambda e: True)
+        await asyncio.sleep(1.0)
+        assert len(tap.received) == 1
+    await bus.publish(heartbeat(4))
+    assert len(await read_commands(amqp_url, 2, timeout_s=2)) == 1
+    assert await scheduler.relay.pending() == 0
