@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 from pymongo import MongoClient
 
+from caesar_common.devstack import Stack
 from tests.conftest import MONGO_URL, Vhost
-from tests.e2e.stack import Stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}
 

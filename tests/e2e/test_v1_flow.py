@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from caesar_common.devstack import Stack
 from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
 from tests.e2e.conftest import status, submit, upload, wait_state
-from tests.e2e.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

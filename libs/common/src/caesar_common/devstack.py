@@ -1,4 +1,4 @@
-"""The whole stack as real processes, for end-to-end tests.
+"""The whole stack as local processes (end-to-end tests, benchmarks).
 
 Each service runs as ``python -m caesar_<name>`` with its own HTTP port, all sharing a
 throw-away RabbitMQ vhost, a database prefix and data/job directories, exactly as

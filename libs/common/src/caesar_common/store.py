@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
 
@@ -36,3 +38,25 @@ async def ping(db: AsyncDatabase[Document]) -> bool:
     except Exception:  # noqa: BLE001 - readiness only reports
         return False
     return True
+
+
+async def guarded_upsert(collection: AsyncCollection[Document], query: Document, update: Document) -> bool:
+    """Apply ``update`` to the document ``query`` matches, creating it if missing.
+
+    ``query`` is ``{"_id": ...}`` plus a guard. When the document exists but the guard
+    does not match, the upsert's insert collides on ``_id``; that collision means "the
+    guard said no", so it is reported as ``False``. A collision can also come from a
+    concurrent first insert of the same document, so the update is retried once without
+    upsert to give the guard its say on the document that now exists.
+    """
+    try:
+        result = await collection.update_one(query, update, upsert=True)
+    except DuplicateKeyError:
+        update = {op: fields for op, fields in update.items() if op != "$setOnInsert"}
+        result = await collection.update_one(query, update)
+        return result.modified_count == 1
+    return _changed(result.modified_count, result.upserted_id)
+
+
+def _changed(modified: int, upserted_id: Any) -> bool:
+    return modified == 1 or upserted_id is not None

@@ -1,0 +1,1 @@
+"""MongoDB repositories of the accounting database (``<prefix>_accounting``)."""

@@ -1,0 +1,1 @@
+"""MongoDB repositories of the monitor's own database (``<prefix>_monitor``)."""

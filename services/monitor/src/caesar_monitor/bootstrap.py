@@ -1,0 +1,51 @@
+"""The one place where the monitor's real dependencies are chosen and wired."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+from pymongo import IndexModel
+
+from caesar_common.runtime import ServiceRuntime
+from caesar_monitor.adapters.runners import RUNNER_INDEXES, RUNNERS, RunnerRepository
+from caesar_monitor.adapters.timelines import TIMELINE_INDEXES, TIMELINES, TimelineRepository
+from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE, dispatcher
+from caesar_monitor.entrypoints.loops import every
+from caesar_monitor.handlers import MonitorDeps, refresh_gauges
+from caesar_monitor.settings import MonitorSettings
+from caesar_monitor.watchdog import sweep
+
+SERVICE = "monitor"
+INDEXES: Mapping[str, Sequence[IndexModel]] = {
+    TIMELINES: TIMELINE_INDEXES,
+    RUNNERS: RUNNER_INDEXES,
+}
+# The watchdog's JobStateChanged events live in the outbox of the timeline they change.
+OUTBOX_COLLECTIONS = [TIMELINES]
+
+
+def make_deps(runtime: ServiceRuntime) -> MonitorDeps:
+    settings = runtime.settings
+    if not isinstance(settings, MonitorSettings):
+        raise TypeError("the monitor runs with MonitorSettings")
+    timelines = TimelineRepository(runtime.collection(TIMELINES))
+    return MonitorDeps(
+        timelines=timelines,
+        runners=RunnerRepository(runtime.collection(RUNNERS)),
+        settings=settings,
+        kick=partial(runtime.relay.kick, timelines.collection),
+    )
+
+
+async def build(runtime: ServiceRuntime) -> None:
+    """Consume ``monitor.events`` and start the watchdog and gauge loops."""
+    deps = make_deps(runtime)
+    await refresh_gauges(deps)  # /metrics shows real counts from the first scrape
+    await runtime.bus.consume(MONITOR_QUEUE, dispatcher(deps))
+    interval = deps.settings.watchdog_interval_s
+    runtime.spawn(every(interval, partial(sweep, deps), "watchdog"), "watchdog")
+    runtime.spawn(
+        every(deps.settings.metrics_interval_s, partial(refresh_gauges, deps), "gauges"),
+        "gauges",
+    )

@@ -1,0 +1,1 @@
+"""Pure logic of the monitor: timeline projection and liveness verdicts (no I/O)."""

@@ -1,0 +1,25 @@
+"""Periodic background work (watchdog, gauge refresh), robust to transient errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from caesar_common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def every(interval_s: float, action: Callable[[], Awaitable[Any]], name: str) -> None:
+    """Run ``action`` every ``interval_s`` seconds until cancelled.
+
+    A failing pass (database briefly away) is logged and the next one tries again: the
+    loop must outlive any single error, or stranded jobs would silently stay stranded.
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await action()
+        except Exception as exc:  # noqa: BLE001 - logged; the next pass retries
+            log.warning("periodic task failed", task=name, error=repr(exc))

@@ -1,0 +1,274 @@
+"""Accounting on the real broker and database: duplicates and retries never double count."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
+
+from caesar_accounting.adapters.files import FILE_USAGE
+from caesar_accounting.adapters.jobs import JOB_USAGE
+from caesar_accounting.bootstrap import INDEXES, OUTBOX_COLLECTIONS, build
+from caesar_accounting.entrypoints.http import create_app
+from caesar_accounting.settings import AccountingSettings
+from caesar_common.bus import Bus
+from caesar_common.events import (
+    Envelope,
+    FileDeleted,
+    FileUploaded,
+    InputFile,
+    JobStateChanged,
+    JobSubmitted,
+    Message,
+    OutputFile,
+)
+from caesar_common.ids import new_file_id, new_job_id
+from caesar_common.jobstate import JobState
+from caesar_common.runtime import ServiceRuntime, add_operational_routes
+from tests.conftest import Vhost
+
+pytestmark = pytest.mark.integration
+
+DAY1 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+DAY2 = DAY1 + timedelta(days=1)
+
+
+@pytest.fixture
+async def accounting(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIterator[ServiceRuntime]:
+    settings = AccountingSettings(
+        amqp_url=amqp_url,
+        mongo_url=mongo_url,
+        mongo_db_prefix=db_prefix,
+        http_port=0,
+        metrics_interval_s=0.2,
+    )
+    runtime = ServiceRuntime("accounting", settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
+    await runtime.connect()
+    await build(runtime)
+    runtime.ready = True
+    yield runtime
+    await runtime.shutdown(grace_s=5)
+
+
+@pytest.fixture
+async def bus(amqp_url: str) -> AsyncIterator[Bus]:
+    b = Bus(amqp_url, "test")
+    await b.connect()
+    yield b
+    await b.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def submitted(job_id: str, owner: str, app: str, when: datetime) -> JobSubmitted:
+    return JobSubmitted(
+        job_id=job_id,
+        owner=owner,
+        app=app,
+        params={},
+        input=InputFile(file_id="a" * 32, ext="fits"),
+        wall_time_s=600,
+        submitted_at=when,
+    )
+
+
+def ended(
+    job_id: str,
+    owner: str,
+    app: str,
+    state: JobState,
+    *,
+    attempt: int = 1,
+    retryable: bool = False,
+    wall: float = 10.0,
+    cpu: float = 4.0,
+    rss: int = 1000,
+) -> JobStateChanged:
+    return JobStateChanged(
+        job_id=job_id,
+        owner=owner,
+        app=app,
+        attempt=attempt,
+        state=state,
+        retryable=retryable,
+        changed_at=datetime.now(UTC),
+        elapsed_s=wall,
+        cpu_s=cpu,
+        peak_rss_bytes=rss,
+        outputs=[OutputFile(name="catalogue.json", size_bytes=100)],
+    )
+
+
+async def drained(vhost: Vhost, queue: str) -> None:
+    async def empty() -> bool:
+        return (await asyncio.to_thread(vhost.queue_depths)).get(queue, 0) == 0
+
+    await eventually(empty, timeout_s=30)
+
+
+async def test_totals_equal_the_truth_despite_duplicates_retries_and_reordering(
+    accounting: ServiceRuntime, bus: Bus, vhost: Vhost
+) -> None:
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    other_app = f"app-{uuid.uuid4().hex[:8]}"
+    retried, failed, canceled, active, bobs = (new_job_id() for _ in range(5))
+    kept, removed, bobs_file = new_file_id(), new_file_id(), new_file_id()
+    jobs_before = sample("caesar_accounting_jobs_total", app=app, outcome="success")
+    cpu_before = sample("caesar_accounting_cpu_seconds_total", app=app)
+    wall_before = sample("caesar_accounting_wall_seconds_total", app=app)
+
+    messages: list[Message] = [
+        submitted(retried, "alice", app, DAY1),
+        ended(retried, "alice", app, JobState.FAILURE, retryable=True, cpu=99.0, wall=99.0),
+        ended(retried, "alice", app, JobState.SUCCESS, attempt=2, cpu=6.0, wall=20.0, rss=5000),
+        submitted(failed, "alice", app, DAY1),
+        ended(failed, "alice", app, JobState.FAILURE, cpu=1.0, wall=2.0),
+        submitted(canceled, "alice", other_app, DAY2),
+        ended(canceled, "alice", other_app, JobState.CANCELED, cpu=0.0, wall=0.0, rss=0),
+        submitted(active, "alice", app, DAY2),
+        submitted(bobs, "bob", app, DAY2),
+        ended(bobs, "bob", app, JobState.SUCCESS, cpu=3.0, wall=5.0),
+        FileUploaded(
+            file_id=kept,
+            owner="alice",
+            filename="a.fits",
+            ext="fits",
+            size_bytes=1000,
+            sha256="0" * 64,
+            uploaded_at=DAY1,
+        ),
+        FileUploaded(
+            file_id=removed,
+            owner="alice",
+            filename="b.fits",
+            ext="fits",
+            size_bytes=500,
+            sha256="1" * 64,
+            uploaded_at=DAY2,
+        ),
+        FileDeleted(file_id=removed, owner="alice", size_bytes=500),
+        FileUploaded(
+            file_id=bobs_file,
+            owner="bob",
+            filename="c.fits",
+            ext="fits",
+            size_bytes=70,
+            sha256="2" * 64,
+            uploaded_at=DAY2,
+        ),
+    ]
+    envelopes = [Envelope.wrap(m, "test") for m in messages]
+    storm = envelopes * 3  # every event delivered three times
+    random.shuffle(storm)
+    for envelope in storm:
+        await bus.publish(envelope)
+    await drained(vhost, "accounting.events")
+
+    jobs = {d["_id"]: d async for d in accounting.collection(JOB_USAGE).find({})}
+    assert jobs[retried]["outcome"] == "SUCCESS"
+    assert jobs[retried]["attempt"] == 2
+    assert jobs[retried]["day"] == "2026-05-04"
+    assert jobs[active].get("outcome") is None
+    files = {d["_id"]: d async for d in accounting.collection(FILE_USAGE).find({})}
+    assert files[removed]["deleted_at"] is not None
+    assert files[kept]["deleted_at"] is None
+
+    app_ = create_app()
+    add_operational_routes(app_, accounting)
+    async with TestServer(app_) as server, aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/usage"), params={"owner": "alice"}) as resp:
+            assert resp.status == 200
+            alice = await resp.json()
+        async with http.get(server.make_url("/usage/all")) as resp:
+            assert resp.status == 200
+            everyone = await resp.json()
+        async with http.get(server.make_url("/usage"), params={"owner": "../x"}) as resp:
+            assert resp.status == 400
+
+    totals = alice["totals"]
+    assert totals["njobs"] == 4
+    assert totals["njobs_completed"] == 1
+    assert totals["njobs_failed"] == 1
+    assert totals["njobs_canceled"] == 1
+    assert totals["njobs_active"] == 1
+    assert totals["cpu_s"] == 7.0  # 6 (attempt 2) + 1; the lost attempt is not accounted
+    assert totals["wall_s"] == 22.0
+    assert totals["peak_rss_bytes"] == 5000
+    assert totals["bytes_stored"] == 1000
+    assert totals["nfiles"] == 1
+    assert alice["by_app"][app]["njobs"] == 3
+    assert alice["by_app"][other_app]["njobs_canceled"] == 1
+    assert alice["by_day"]["2026-05-04"]["njobs"] == 2
+    assert alice["by_day"]["2026-05-05"]["njobs"] == 2
+    assert alice["by_day"]["2026-05-04"]["bytes_stored"] == 1000
+    assert "timestamp" in alice
+
+    assert everyone["nusers"] == 2
+    assert everyone["totals"]["njobs"] == 5
+    assert everyone["totals"]["njobs_completed"] == 2
+    assert everyone["totals"]["bytes_stored"] == 1070
+
+    # Each final outcome counted once, whatever the number of deliveries.
+    assert sample("caesar_accounting_jobs_total", app=app, outcome="success") - jobs_before == 2
+    assert sample("caesar_accounting_jobs_total", app=app, outcome="failure") == 1
+    assert sample("caesar_accounting_jobs_total", app=other_app, outcome="canceled") == 1
+    assert sample("caesar_accounting_cpu_seconds_total", app=app) - cpu_before == 10.0
+    assert sample("caesar_accounting_wall_seconds_total", app=app) - wall_before == 27.0
+
+    async def gauge_right() -> bool:
+        return sample("caesar_accounting_bytes_stored") == 1070
+
+    await eventually(gauge_right)
+
+
+async def test_deletion_overtaking_its_upload_is_not_stored(accounting: ServiceRuntime, bus: Bus) -> None:
+    file_id = new_file_id()
+    await bus.publish(Envelope.wrap(FileDeleted(file_id=file_id, owner="carol", size_bytes=42), "test"))
+
+    async def deleted() -> bool:
+        doc = await accounting.collection(FILE_USAGE).find_one({"_id": file_id})
+        return doc is not None and doc.get("deleted_at") is not None
+
+    await eventually(deleted)
+    upload = FileUploaded(
+        file_id=file_id,
+        owner="carol",
+        filename="x.fits",
+        ext="fits",
+        size_bytes=42,
+        sha256="3" * 64,
+        uploaded_at=DAY1,
+    )
+    await bus.publish(Envelope.wrap(upload, "test"))
+
+    async def uploaded() -> bool:
+        doc = await accounting.collection(FILE_USAGE).find_one({"_id": file_id})
+        return doc is not None and doc.get("uploaded_at") is not None
+
+    await eventually(uploaded)
+    doc = await accounting.collection(FILE_USAGE).find_one({"_id": file_id})
+    assert doc is not None
+    assert (doc["owner"], doc["size_bytes"], doc["day"]) == ("carol", 42, "2026-05-04")
+    assert doc["deleted_at"] is not None
+
+    async def nothing_stored() -> bool:
+        return sample("caesar_accounting_bytes_stored") == 0
+
+    await eventually(nothing_stored)
