@@ -1,0 +1,48 @@
+# caesar-rest developer entry points. `make` alone lists them.
+# Everything runs on 127.0.0.1; state lives in .run/ (see scripts/lib.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
+
+.PHONY: help install up down test lint typecheck bench status logs clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install RabbitMQ, uv, secantusdb and the project venv
+	scripts/infra.sh install
+
+up: install ## start infra and all services, run the demo, print the URLs
+	scripts/infra.sh start
+	scripts/services.sh start
+	$(PY) scripts/demo.py
+	@echo "api:     $(API)/caesar/api/v1.0/apps"
+	@echo "docs:    $(API)/docs"
+	@echo "metrics: $(API)/metrics"
+
+down: ## stop all services and the infrastructure
+	scripts/services.sh stop
+	scripts/infra.sh stop
+
+test: ## full suite as CI runs it (ruff, mypy, pytest with live infra)
+	scripts/test.sh
+
+lint: ## ruff check
+	.venv/bin/ruff check .
+
+typecheck: ## mypy (strict)
+	.venv/bin/mypy libs/common/src services/*/src
+
+bench: ## run the benchmarks (bench/results/)
+	$(PY) bench/run_all.py
+
+status: ## what runs: infrastructure and services
+	@scripts/infra.sh status
+	@scripts/services.sh status
+
+logs: ## follow the service logs
+	tail -n 20 -F $(addprefix .run/logs/,$(addsuffix .log,api scheduler runner monitor accounting))
+
+clean: down ## stop everything and delete .run/ (all local data)
+	rm -rf .run

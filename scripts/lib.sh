@@ -1,0 +1,112 @@
+# shellcheck shell=bash disable=SC2034 # the variables are used by the sourcing scripts
+# Shared settings and helpers for scripts/*.sh. Source it, don't run it.
+# Everything binds to 127.0.0.1 and lives under $RUN_DIR, so several checkouts
+# (or CI next to a developer) can coexist by changing CAESAR_RUN_DIR and ports.
+
+# Some CI/cron environments have no HOME; tools, uv's cache and the cookie need one.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="${CAESAR_RUN_DIR:-$REPO/.run}"
+LOG_DIR="$RUN_DIR/logs"
+PID_DIR="$RUN_DIR/pids"
+TOOLS_DIR="${CAESAR_TOOLS_DIR:-$HOME/.cache/caesar-rest/tools}"
+
+# Infrastructure ports.
+CAESAR_RABBITMQ_PORT="${CAESAR_RABBITMQ_PORT:-5672}"
+CAESAR_RABBITMQ_DIST_PORT="${CAESAR_RABBITMQ_DIST_PORT:-25672}"
+CAESAR_MONGO_PORT="${CAESAR_MONGO_PORT:-27017}"
+
+# Health/HTTP port of each service.
+SERVICES=(api scheduler runner monitor accounting)
+CAESAR_API_PORT="${CAESAR_API_PORT:-8080}"
+CAESAR_SCHEDULER_PORT="${CAESAR_SCHEDULER_PORT:-8081}"
+CAESAR_RUNNER_PORT="${CAESAR_RUNNER_PORT:-8082}"
+CAESAR_MONITOR_PORT="${CAESAR_MONITOR_PORT:-8083}"
+CAESAR_ACCOUNTING_PORT="${CAESAR_ACCOUNTING_PORT:-8084}"
+
+# URLs the services and tests connect to (a caller's export wins).
+CAESAR_AMQP_URL="${CAESAR_AMQP_URL:-amqp://guest:guest@127.0.0.1:$CAESAR_RABBITMQ_PORT/}"
+CAESAR_MONGO_URL="${CAESAR_MONGO_URL:-mongodb://127.0.0.1:$CAESAR_MONGO_PORT/?retryWrites=false}"
+
+# Our own RabbitMQ node, distinct from the Debian default rabbit@<host>. A
+# second instance on one machine needs another name (epmd registers names).
+RABBIT_NODE="${CAESAR_RABBITMQ_NODE:-caesar@localhost}"
+RABBIT_DIR="$RUN_DIR/rabbitmq"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# service_port NAME -> that service's HTTP port
+service_port() {
+  local var="CAESAR_${1^^}_PORT"
+  printf '%s' "${!var:?unknown service $1}"
+}
+
+# proc_live PID -> true if PID runs. A zombie counts as dead: our detached
+# children are reaped by init, which can take a while (here ~1 s).
+proc_live() {
+  kill -0 "$1" 2>/dev/null && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
+# pid_alive PIDFILE [WORD] -> true if the file names a live process (whose
+# command line contains WORD, so a recycled pid is never taken for ours)
+pid_alive() {
+  local pid
+  [[ -s "$1" ]] || return 1
+  pid="$(<"$1")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && proc_live "$pid" || return 1
+  [[ -z "${2:-}" ]] || tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+# wait_http URL TIMEOUT [PIDFILE] -> true once URL answers 2xx within TIMEOUT
+# seconds; gives up early if the process in PIDFILE dies.
+wait_http() {
+  local url="$1" timeout="${2:-60}" pidfile="${3:-}" deadline=$((SECONDS + ${2:-60}))
+  while ((SECONDS < deadline)); do
+    curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+    if [[ -n "$pidfile" ]] && ! pid_alive "$pidfile"; then
+      log "process exited while waiting for $url"
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "timed out after ${timeout}s waiting for $url"
+  return 1
+}
+
+# spawn PIDFILE LOGFILE CMD...: run CMD detached (own session, so a Ctrl-C in
+# the caller's terminal doesn't reach it; no stdin), appending to LOGFILE, and
+# write its pid. The inner sh writes its own pid and then execs CMD, so the pid
+# is exact even if setsid has to fork.
+spawn() {
+  local pidfile="$1" logfile="$2" deadline=$((SECONDS + 10))
+  shift 2
+  rm -f "$pidfile"
+  echo "--- $(date '+%F %T') starting: $*" >>"$logfile"
+  setsid nohup sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null &
+  until [[ -s "$pidfile" ]] || ((SECONDS >= deadline)); do sleep 0.1; done
+}
+
+# port_open PORT -> true if something accepts TCP on 127.0.0.1:PORT
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# kill_pidfile PIDFILE WORD [GRACE]: SIGTERM the process, wait up to GRACE s,
+# then SIGKILL. WORD as in pid_alive; also used as its name in messages.
+kill_pidfile() {
+  local pidfile="$1" name="$2" grace="${3:-15}" pid deadline
+  if ! pid_alive "$pidfile" "$name"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  pid="$(<"$pidfile")"
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + grace))
+  while proc_live "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+  if proc_live "$pid"; then
+    log "$name did not exit in ${grace}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Run the caesar-rest services as background processes from the project venv.
+#
+#   scripts/services.sh start|stop|status|restart [api scheduler runner monitor accounting]
+#
+# Each service gets CAESAR_HTTP_PORT (its health port), the infra URLs and data
+# dirs under $RUN_DIR; any CAESAR_* the caller exported is passed through.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PY="$REPO/.venv/bin/python"
+
+start_one() {
+  local name="$1" port pidfile="$PID_DIR/$1.pid" log="$LOG_DIR/$1.log"
+  port="$(service_port "$name")"
+  if pid_alive "$pidfile" "caesar_$name"; then
+    log "$name already running (pid $(<"$pidfile"))"
+    return 0
+  fi
+  port_open "$port" && die "port $port for $name is taken by something else"
+  log "starting $name on 127.0.0.1:$port (log: $log)"
+  (
+    cd "$REPO"
+    export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_HTTP_HOST=127.0.0.1 CAESAR_HTTP_PORT="$port"
+    export CAESAR_DATA_ROOT="${CAESAR_DATA_ROOT:-$RUN_DIR/data}"
+    export CAESAR_JOBS_ROOT="${CAESAR_JOBS_ROOT:-$RUN_DIR/jobs}"
+    spawn "$pidfile" "$log" "$PY" -m "caesar_$name"
+  )
+}
+
+# Wait for /readyz after all were launched, so the services boot in parallel.
+wait_ready() {
+  local name="$1" port
+  port="$(service_port "$name")"
+  if ! wait_http "http://127.0.0.1:$port/readyz" 60 "$PID_DIR/$name.pid"; then
+    log "$name not ready; last lines of $LOG_DIR/$name.log:"
+    tail -n 40 "$LOG_DIR/$name.log" >&2 || true
+    return 1
+  fi
+  log "$name ready on http://127.0.0.1:$port"
+}
+
+cmd_start() {
+  local name rc=0
+  [[ -x "$PY" ]] || die "no project venv; run: scripts/infra.sh install"
+  mkdir -p "$LOG_DIR" "$PID_DIR" "${CAESAR_DATA_ROOT:-$RUN_DIR/data}" "${CAESAR_JOBS_ROOT:-$RUN_DIR/jobs}"
+  for name in "$@"; do start_one "$name"; done
+  for name in "$@"; do wait_ready "$name" || rc=1; done
+  return "$rc"
+}
+
+cmd_stop() {
+  local name i
+  # Reverse order: the api stops taking requests before its back-ends go.
+  for ((i = $# ; i > 0 ; i--)); do
+    name="${!i}"
+    kill_pidfile "$PID_DIR/$name.pid" "caesar_$name" 15
+  done
+}
+
+cmd_status() {
+  local name port state
+  for name in "$@"; do
+    port="$(service_port "$name")"
+    if pid_alive "$PID_DIR/$name.pid" "caesar_$name"; then
+      state="running pid=$(<"$PID_DIR/$name.pid")"
+      if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/readyz"; then
+        state+=" ready"
+      else
+        state+=" not-ready"
+      fi
+    else
+      state="stopped"
+    fi
+    printf '%-11s %-30s http://127.0.0.1:%s\n' "$name:" "$state" "$port"
+  done
+}
+
+(($#)) || die "usage: $0 start|stop|status|restart [${SERVICES[*]}]"
+cmd="$1"
+shift
+names=("$@")
+((${#names[@]})) || names=("${SERVICES[@]}")
+for n in "${names[@]}"; do
+  [[ " ${SERVICES[*]} " == *" $n "* ]] || die "unknown service '$n' (known: ${SERVICES[*]})"
+done
+case "$cmd" in
+  start | stop | status) "cmd_$cmd" "${names[@]}" ;;
+  restart) cmd_stop "${names[@]}" && cmd_start "${names[@]}" ;;
+  *) die "usage: $0 start|stop|status|restart [${SERVICES[*]}]" ;;
+esac

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The full check suite, as CI runs it: infra up, ruff, mypy, pytest; then stop
+# whatever this run started. Extra arguments go to pytest.
+# Every step runs even if an earlier one failed; exit is non-zero if any did.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+# Every process the checks start inherits this marker, so cleanup can find the
+# ones still running (services spawned by e2e tests, detached or not) and end
+# exactly those. Exported only after the infra start: the broker and the
+# database we may reuse are not ours to kill here.
+RUN_ID="caesar-test-$$-$RANDOM"
+
+kill_marked() {
+  local pids=() f pid
+  # env -u: grep must not match its own environment.
+  for f in $(env -u CAESAR_TEST_RUN_ID grep -lzx "CAESAR_TEST_RUN_ID=$RUN_ID" \
+    /proc/[0-9]*/environ 2>/dev/null); do
+    pid="${f#/proc/}"
+    pid="${pid%/environ}"
+    [[ "$pid" != "$$" ]] && proc_live "$pid" && pids+=("$pid")
+  done
+  ((${#pids[@]})) || return 0
+  log "ending ${#pids[@]} leftover process(es) started by the tests: ${pids[*]}"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + 15))
+  for pid in "${pids[@]}"; do
+    while proc_live "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+    proc_live "$pid" && kill -KILL "$pid" 2>/dev/null
+  done
+  return 0
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  kill_marked
+  "$REPO/scripts/infra.sh" stop --tag test
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+scripts/infra.sh install start --tag test || die "infrastructure did not come up"
+export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_TEST_RUN_ID="$RUN_ID"
+
+results=()
+failed=0
+step() {
+  local name="$1" rc=0 t0=$SECONDS
+  shift
+  log "=== $name: $*"
+  "$@" || rc=$?
+  if ((rc == 0)); then
+    results+=("PASS  $name ($((SECONDS - t0))s)")
+  else
+    results+=("FAIL  $name (exit $rc, $((SECONDS - t0))s)")
+    failed=1
+  fi
+}
+
+step ruff .venv/bin/ruff check .
+step mypy .venv/bin/mypy libs/common/src services/*/src
+# Exit 5 (no tests collected) is non-zero, so it fails too, as it should.
+step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e "$@"
+
+printf '\n=== summary\n'
+printf '%s\n' "${results[@]}"
+exit "$failed"
