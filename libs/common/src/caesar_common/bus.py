@@ -158,9 +158,7 @@ class Bus:
             DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
         )
 
-    async def declare(
-        self, spec: QueueSpec, channel: AbstractChannel | None = None
-    ) -> AbstractQueue:
+    async def declare(self, spec: QueueSpec, channel: AbstractChannel | None = None) -> AbstractQueue:
         """Declare a queue, its bindings and its dead-letter queue (idempotent)."""
         ch = channel or self._channel()
         queue = await ch.declare_queue(spec.name, durable=True, arguments=spec.declare_arguments())
@@ -168,9 +166,7 @@ class Bus:
             exchange = await ch.get_exchange(spec.exchange)
             for key in spec.bindings:
                 await queue.bind(exchange, routing_key=key)
-        dlq = await ch.declare_queue(
-            f"{spec.name}.dlq", durable=True, arguments={"x-queue-type": "quorum"}
-        )
+        dlq = await ch.declare_queue(f"{spec.name}.dlq", durable=True, arguments={"x-queue-type": "quorum"})
         await dlq.bind(DEAD_LETTER_EXCHANGE, routing_key=spec.name)
         return queue
 
@@ -193,9 +189,7 @@ class Bus:
         )
         parent = context_from_carrier(envelope.trace_carrier())
         key = to_queue or envelope.routing_key
-        with _tracer.start_as_current_span(
-            f"publish {key}", context=parent, kind=SpanKind.PRODUCER
-        ):
+        with _tracer.start_as_current_span(f"publish {key}", context=parent, kind=SpanKind.PRODUCER):
             if to_queue is not None:
                 await self._channel().default_exchange.publish(message, routing_key=to_queue)
             else:
@@ -204,9 +198,7 @@ class Bus:
                 await self._events.publish(message, routing_key=key)
         EVENTS_PUBLISHED.labels(key).inc()
 
-    async def consume(
-        self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16
-    ) -> Subscription:
+    async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16) -> Subscription:
         """Consume a queue on its own channel; ack after ``handler`` returns."""
         if self._connection is None:
             raise RuntimeError("bus is not connected")
@@ -222,9 +214,7 @@ class Bus:
         self._subscriptions.append(subscription)
         return subscription
 
-    async def _deliver(
-        self, queue: str, message: AbstractIncomingMessage, handler: Handler
-    ) -> None:
+    async def _deliver(self, queue: str, message: AbstractIncomingMessage, handler: Handler) -> None:
         if self._stopping:
             await message.nack(requeue=True)
             return
@@ -257,6 +247,15 @@ class Bus:
                 span.set_attribute("caesar.subject", envelope.subject)
                 try:
                     await handler(envelope)
+                except ValidationError as exc:
+                    # The payload does not fit its schema: retrying cannot help.
+                    span.record_exception(exc)
+                    log.error(
+                        "invalid message dead-lettered", queue=queue, event_id=envelope.id, error=str(exc)
+                    )
+                    MESSAGES_CONSUMED.labels(queue, "rejected").inc()
+                    await message.reject(requeue=False)
+                    return
                 except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered by the broker
                     span.record_exception(exc)
                     last_error = exc

@@ -1,0 +1,1 @@
+"""caesar-rest api service: the HTTP gateway (v1.0 compatibility API, uploads, outputs)."""

@@ -1,0 +1,72 @@
+"""The ``files`` collection: one document per upload, with its outbox.
+
+Document: ``{_id: file_id, owner, filename_orig, ext, size_bytes, sha256, tag,
+uploaded_at, fits, deleted, deleted_at}`` plus ``outbox``/``outbox_pending``. Every
+query filters on the owner, so one user can never reach another's files; a deleted
+file's record stays (marked) so the ``FileDeleted`` event and the history survive.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+
+from caesar_api.adapters.pagination import Page, after_filter
+from caesar_common.events import FileDeleted, FileUploaded
+from caesar_common.outbox import envelope_for, merge_updates, outbox_fields, outbox_update
+from caesar_common.store import Document
+
+FILES_INDEXES: list[IndexModel] = [
+    # GET /fileids: the owner's live files, newest first, cursor on (uploaded_at, _id).
+    IndexModel(
+        [("owner", ASCENDING), ("deleted", ASCENDING), ("uploaded_at", DESCENDING), ("_id", DESCENDING)],
+        name="owner_live_newest",
+    ),
+]
+
+
+class FilesRepository:
+    """Reads and writes of file records; events go out through the outbox."""
+
+    def __init__(self, collection: AsyncCollection[Document], source: str = "api") -> None:
+        self.collection = collection
+        self._source = source
+
+    async def add(self, record: Document, event: FileUploaded) -> None:
+        """Insert a new file record together with its ``FileUploaded`` event."""
+        await self.collection.insert_one({**record, **outbox_fields([envelope_for(event, self._source)])})
+
+    async def get(self, owner: str, file_id: str) -> Document | None:
+        """The owner's live (not deleted) file, or ``None``."""
+        return await self.collection.find_one({"_id": file_id, "owner": owner, "deleted": False})
+
+    async def list(self, owner: str, limit: int, after: Document | None) -> Page:
+        """One page of the owner's live files, newest first."""
+        query: Document = {"owner": owner, "deleted": False}
+        if after is not None:
+            query.update(after_filter("uploaded_at", after))
+        cursor = (
+            self.collection.find(query, {"outbox": 0})
+            .sort([("uploaded_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+        )
+        docs = [doc async for doc in cursor]
+        return Page(docs[:limit], more=len(docs) > limit)
+
+    async def mark_deleted(self, record: Document) -> bool:
+        """Mark a live file deleted and queue ``FileDeleted`` in one update.
+
+        Returns ``False`` if it was deleted meanwhile (the guard on ``deleted`` makes a
+        double delete emit one event only).
+        """
+        event = FileDeleted(file_id=record["_id"], owner=record["owner"], size_bytes=record["size_bytes"])
+        update = merge_updates(
+            {"$set": {"deleted": True, "deleted_at": datetime.now(UTC)}},
+            outbox_update([envelope_for(event, self._source)]),
+        )
+        result = await self.collection.update_one(
+            {"_id": record["_id"], "owner": record["owner"], "deleted": False}, update
+        )
+        return result.modified_count == 1

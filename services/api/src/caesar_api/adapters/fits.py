@@ -1,0 +1,153 @@
+"""FITS inspection of uploads (astropy; blocking, so callers run it in a thread).
+
+An upload named ``.fits`` must really be a FITS image: the apps would otherwise fail
+much later, on a runner, with an obscure error. The facts read here (shape, celestial
+WCS, beam, frequency, unit) are stored with the file so the scheduler, the apps and the
+user can see what was uploaded without opening it again. Only headers are read; the
+data, possibly gigabytes, is never loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from astropy import units
+from astropy.io import fits
+from astropy.wcs import WCS
+
+FITS_SIGNATURE = b"SIMPLE  ="
+NOT_FITS_START = "File is not a FITS file (it does not start with SIMPLE =)"
+_AIPS_BEAM_RE = re.compile(
+    r"BMAJ\s*=\s*([-+0-9.EeDd]+)\s+BMIN\s*=\s*([-+0-9.EeDd]+)\s+BPA\s*=\s*([-+0-9.EeDd]+)"
+)
+
+
+class NotFitsError(ValueError):
+    """The file is not a usable FITS image; the message says why, for the client."""
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _image_hdu(hdul: fits.HDUList) -> tuple[int, Any]:
+    for index, hdu in enumerate(hdul):
+        if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU) and (
+            hdu.header.get("NAXIS", 0) > 0
+        ):
+            return index, hdu
+    raise NotFitsError("FITS file contains no image (no HDU with NAXIS > 0)")
+
+
+def _beam(header: fits.Header) -> dict[str, float] | None:
+    bmaj, bmin, bpa = (_number(header.get(k)) for k in ("BMAJ", "BMIN", "BPA"))
+    if bmaj is None or bmin is None:
+        # AIPS writes the restoring beam only into HISTORY cards.
+        for card in reversed(list(header.get("HISTORY", []))):
+            match = _AIPS_BEAM_RE.search(str(card))
+            if match:
+                bmaj, bmin, bpa = (float(g.replace("D", "E")) for g in match.groups())
+                break
+    if bmaj is None or bmin is None:
+        return None
+    return {"bmaj_deg": bmaj, "bmin_deg": bmin, "bpa_deg": bpa if bpa is not None else 0.0}
+
+
+def _frequency(header: fits.Header, naxis: int) -> tuple[float | None, str | None]:
+    """Observed frequency (Hz) at the first pixel of a FREQ axis, else the rest frequency."""
+    for i in range(1, naxis + 1):
+        ctype = _text(header.get(f"CTYPE{i}")) or ""
+        if not ctype.upper().startswith("FREQ"):
+            continue
+        crval = _number(header.get(f"CRVAL{i}"))
+        if crval is None:
+            break
+        crpix = _number(header.get(f"CRPIX{i}")) or 0.0
+        cdelt = _number(header.get(f"CDELT{i}"))
+        value = crval + (1.0 - crpix) * (cdelt if cdelt is not None else 1.0)
+        unit = _text(header.get(f"CUNIT{i}")) or "Hz"
+        try:
+            return float((value * units.Unit(unit)).to_value(units.Hz)), f"CTYPE{i}"
+        except (ValueError, units.UnitsError):
+            return None, None
+    for key in ("RESTFRQ", "RESTFREQ"):
+        rest = _number(header.get(key))
+        if rest is not None:
+            return rest, key
+    return None, None
+
+
+def _celestial(header: fits.Header) -> dict[str, Any] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(header)
+    except Exception:  # noqa: BLE001 - a broken WCS is a fact to record, not a crash
+        return None
+    if not wcs.has_celestial:
+        return None
+    celestial = wcs.celestial
+    ctypes = [str(c) for c in celestial.wcs.ctype]
+    projection = ctypes[0][5:8].strip("-") if len(ctypes[0]) >= 8 else ""
+    return {
+        "ctype": ctypes,
+        "projection": projection or None,
+        "radesys": _text(header.get("RADESYS") or header.get("RADECSYS")),
+        "equinox": _number(header.get("EQUINOX") or header.get("EPOCH")),
+    }
+
+
+def inspect_fits(path: Path) -> dict[str, Any]:
+    """Check that ``path`` is a complete FITS image and return its header facts.
+
+    ``shape`` is in FITS axis order (``NAXIS1`` first). Raises :class:`NotFitsError`.
+    """
+    with path.open("rb") as handle:
+        if handle.read(len(FITS_SIGNATURE)) != FITS_SIGNATURE:
+            raise NotFitsError(NOT_FITS_START)
+    size = path.stat().st_size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                index, hdu = _image_hdu(hdul)
+                header = hdu.header
+                naxis = int(header["NAXIS"])
+                if not isinstance(hdu, fits.CompImageHDU):
+                    end = hdu.fileinfo()["datLoc"] + hdu.size
+                    if end > size:
+                        raise NotFitsError(
+                            f"FITS file is truncated: the image needs {end} bytes, the file has {size}"
+                        )
+                frequency, frequency_source = _frequency(header, naxis)
+                return {
+                    "hdu": index,
+                    "naxis": naxis,
+                    "shape": [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)],
+                    "bitpix": int(header["BITPIX"]),
+                    "ctypes": [_text(header.get(f"CTYPE{i}")) for i in range(1, naxis + 1)],
+                    "celestial": _celestial(header),
+                    "beam": _beam(header),
+                    "frequency_hz": frequency,
+                    "frequency_from": frequency_source,
+                    "bunit": _text(header.get("BUNIT")),
+                }
+    except NotFitsError:
+        raise
+    except Exception as exc:
+        raise NotFitsError(f"File is not a valid FITS file ({type(exc).__name__})") from exc
+
+
+async def read_fits_facts(path: Path) -> dict[str, Any]:
+    """:func:`inspect_fits` off the event loop."""
+    return await asyncio.to_thread(inspect_fits, path)

@@ -1,0 +1,45 @@
+"""How a ``JobStateChanged`` event changes the api's job record (pure).
+
+Which events apply is decided by :func:`caesar_common.jobstate.supersedes`; this module
+only says *what* an applied event writes. Measurements (pid, exit code, times, memory,
+outputs) arrive on the events that know them: a later event of the same attempt that
+does not repeat a value must not erase it, while a new attempt starts from a clean
+slate so a retried job never shows the previous attempt's exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caesar_common.events import JobStateChanged
+
+MEASURED_FIELDS = ("pid", "exit_code", "elapsed_s", "cpu_s", "peak_rss_bytes")
+
+
+def transition_fields(held_attempt: int, event: JobStateChanged) -> dict[str, Any]:
+    """The fields (``$set``) that bring a record at ``held_attempt`` to the event's position."""
+    fields: dict[str, Any] = {
+        "state": event.state.value,
+        "attempt": event.attempt,
+        "retryable": event.retryable,
+        "reason": event.reason,
+        "updated_at": event.changed_at,
+    }
+    new_attempt = event.attempt != held_attempt
+    for name in MEASURED_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            fields[name] = value
+        elif new_attempt:
+            fields[name] = None
+    for name in ("pool", "runner_id"):
+        value = getattr(event, name)
+        if value:
+            fields[name] = value
+        elif new_attempt:
+            fields[name] = ""
+    if event.outputs:
+        fields["outputs"] = [o.model_dump(mode="json") for o in event.outputs]
+    elif new_attempt:
+        fields["outputs"] = []
+    return fields

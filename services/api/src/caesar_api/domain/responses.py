@@ -1,0 +1,131 @@
+"""v1.0 response shapes built from stored records (pure).
+
+Field names, types and formats are fixed by existing clients: dates are ISO 8601 without
+an offset (they are UTC), sizes are MiB floats, ``elapsed_time`` and ``pid`` are strings.
+Server paths never appear: inputs are named by file id only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from caesar_api.domain.status import status_message
+from caesar_common.jobstate import JobState, is_terminal
+
+MIB = 1024 * 1024
+
+
+def stored_now() -> datetime:
+    """The current UTC time cut to milliseconds, the precision MongoDB stores.
+
+    The answer to a request and the record read back later then show the same time,
+    and cursors built from stored times match exactly.
+    """
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def v1_date(value: datetime | None) -> str:
+    """ISO 8601 in UTC without an offset, with microseconds, as the old service wrote."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
+
+
+def size_mib(size_bytes: int) -> float:
+    return size_bytes / MIB
+
+
+def upload_response(file: Mapping[str, Any]) -> dict[str, Any]:
+    """Body of a successful ``POST /upload``."""
+    return {
+        "date": v1_date(file["uploaded_at"]),
+        "filename_orig": file["filename_orig"],
+        "format": file["ext"],
+        "size": size_mib(file["size_bytes"]),
+        "status": "File uploaded with success",
+        "tag": file.get("tag", ""),
+        "uuid": file["_id"],
+    }
+
+
+def file_record(file: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of ``GET /fileids``'s ``files`` (the later v1 record shape)."""
+    return {
+        "fileid": file["_id"],
+        "filename_orig": file["filename_orig"],
+        "fileext": file["ext"],
+        "filesize": size_mib(file["size_bytes"]),
+        "filedate": v1_date(file["uploaded_at"]),
+        "tag": file.get("tag", ""),
+    }
+
+
+def job_inputs_echo(job: Mapping[str, Any]) -> dict[str, Any]:
+    """``job_inputs`` as stored options plus the input file's id (never a path)."""
+    return {"inputfile": job["input"]["file_id"], **job.get("params", {})}
+
+
+def submit_response(job: Mapping[str, Any], echo_inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Body of a successful ``POST /job`` (202)."""
+    return {
+        "app": job["app"],
+        "job_id": job["_id"],
+        "job_inputs": dict(echo_inputs),
+        "data_inputs": job["input"]["file_id"],
+        "state": job["state"],
+        "status": "Job submitted with success",
+        "submit_date": v1_date(job["submitted_at"]),
+        "tag": job.get("tag", ""),
+    }
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def job_status(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Body of ``GET /job/<id>/status``.
+
+    ``exit_status`` and ``exit_code`` are the app's exit code once known, else null;
+    ``elapsed_time`` (seconds) and ``pid`` are strings as in the old service ("" while
+    unknown).
+    """
+    state = JobState(job["state"])
+    exit_code = job.get("exit_code")
+    status = status_message(state, exit_code=exit_code, reason=job.get("reason") or "")
+    if job.get("cancel_requested_at") is not None and not is_terminal(state):
+        status = f"Cancel requested, waiting for the job to stop ({status})"
+    return {
+        "elapsed_time": _text(job.get("elapsed_s")),
+        "exit_status": exit_code,
+        "exit_code": exit_code,
+        "job_id": job["_id"],
+        "pid": _text(job.get("pid")),
+        "state": state.value,
+        "status": status,
+        "tag": job.get("tag", ""),
+    }
+
+
+def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of ``GET /jobs``: the submission and its current status."""
+    return {
+        **job_status(job),
+        "app": job["app"],
+        "data_inputs": job["input"]["file_id"],
+        "job_inputs": job_inputs_echo(job),
+        "submit_date": v1_date(job["submitted_at"]),
+    }
+
+
+def not_completed_message(job_id: str, state: str) -> str:
+    return f"Job {job_id} not yet completed (state={state}), output not available"
+
+
+def already_completed_message(job_id: str, state: str) -> str:
+    return f"Job {job_id} already completed with state {state}, nothing to be canceled."

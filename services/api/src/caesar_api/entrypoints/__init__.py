@@ -1,0 +1,1 @@
+"""Thin entrypoints: the aiohttp application and the event consumer."""
