@@ -22,12 +22,24 @@ def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _add_logger_name(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``logger``: the stdlib record's name, or the name given to :func:`get_logger`.
+
+    (structlog's ``stdlib.add_logger_name`` needs a stdlib logger; ours print directly.)
+    """
+    record = event.get("_record")
+    name = record.name if record is not None else event.pop("logger_name", None)
+    if name:
+        event["logger"] = name
+    return event
+
+
 def setup_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and route the standard library's loggers through it."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        _add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace_ids,
     ]
@@ -56,4 +68,4 @@ def setup_logging(service: str, level: str = "INFO", json: bool = True) -> None:
 
 
 def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+    return structlog.get_logger(name, logger_name=name)

@@ -69,12 +69,30 @@ def outbox_update(
 
 
 def merge_updates(*updates: Document) -> Document:
-    """Combine update documents operator by operator (``$set`` with ``$set`` ...)."""
+    """Combine update documents operator by operator (``$set`` with ``$set`` ...).
+
+    Two ``$push`` to the same field (e.g. two :func:`outbox_update` results) are
+    concatenated, never overwritten: a later one must not silently drop earlier events.
+    """
     merged: Document = {}
     for update in updates:
         for op, fields in update.items():
-            merged.setdefault(op, {}).update(fields)
+            target = merged.setdefault(op, {})
+            for name, value in fields.items():
+                if op == "$push" and name in target:
+                    value = _concat_push(target[name], value)
+                target[name] = value
     return merged
+
+
+def _concat_push(first: Any, second: Any) -> Document:
+    def each(value: Any) -> Document:
+        return value if isinstance(value, dict) and "$each" in value else {"$each": [value]}
+
+    a, b = each(first), each(second)
+    if {k: v for k, v in a.items() if k != "$each"} != {k: v for k, v in b.items() if k != "$each"}:
+        raise ValueError("cannot merge two $push of one field with different modifiers")
+    return {**a, "$each": [*a["$each"], *b["$each"]]}
 
 
 class OutboxRelay:
