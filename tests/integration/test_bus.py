@@ -426,3 +426,23 @@ async def test_command_goes_to_its_queue_not_to_the_exchange(bus: Bus, raw: Abst
     assert await depth(raw, "spy") == 1
     await asyncio.sleep(0.3)
     assert len(recorder.received) == 1
+
+
+async def test_command_to_missing_queue_raises_instead_of_vanishing(amqp_url: str) -> None:
+    """A RunJob sent before any runner declared its queue must stay in the outbox."""
+    import aio_pika.exceptions
+
+    from caesar_common.events import Envelope, RunnerHeartbeat
+
+    bus = Bus(amqp_url, "test")
+    await bus.connect()
+    try:
+        envelope = Envelope.wrap(
+            RunnerHeartbeat(runner_id="r", pool="p", slots_total=1, slots_free=1, sent_at=datetime.now(UTC)),
+            "test",
+        )
+        with pytest.raises(aio_pika.exceptions.DeliveryError):
+            await bus.publish(envelope, to_queue="runner.nowhere")
+        await bus.publish(envelope)  # an event nobody listens to yet is simply not routed
+    finally:
+        await bus.close()

@@ -4,7 +4,8 @@ Topology: a durable topic exchange ``caesar.events`` for events, the default exc
 for commands to a runner pool queue, and ``caesar.dlx`` where each queue dead-letters
 to its own ``<queue>.dlq`` once a message has been delivered ``delivery_limit`` times.
 Every service queue is a quorum queue, so a delivery limit is enforced by the broker and a
-poison message cannot loop forever.
+poison message cannot loop forever (RabbitMQ 3.10 delivers it ``delivery_limit + 1`` times
+before dead-lettering it).
 
 Publishing waits for the broker's confirm. Consuming acks only after the handler
 returned (i.e. after the handler's own write), retries a failing handler in-process
@@ -150,7 +151,7 @@ class Bus:
                 log.warning("broker not reachable, retrying", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._events = await self._publish_channel.declare_exchange(
             EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -191,11 +192,14 @@ class Bus:
         key = to_queue or envelope.routing_key
         with _tracer.start_as_current_span(f"publish {key}", context=parent, kind=SpanKind.PRODUCER):
             if to_queue is not None:
-                await self._channel().default_exchange.publish(message, routing_key=to_queue)
+                # mandatory: a command to a queue that does not exist yet is returned and
+                # raises, so the outbox keeps it instead of the broker dropping it.
+                await self._channel().default_exchange.publish(message, routing_key=to_queue, mandatory=True)
             else:
                 if self._events is None:
                     raise RuntimeError("bus is not connected")
-                await self._events.publish(message, routing_key=key)
+                # An event nobody has bound a queue to yet is fine to lose: not mandatory.
+                await self._events.publish(message, routing_key=key, mandatory=False)
         EVENTS_PUBLISHED.labels(key).inc()
 
     async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16) -> Subscription:
@@ -263,7 +267,7 @@ class Bus:
                     await message.ack()
                     MESSAGES_CONSUMED.labels(queue, "ok").inc()
                     return
-            if self._stopping:
+            if self._stopping or attempt == self._handler_retries:
                 break
             log.warning(
                 "handler failed, retrying",

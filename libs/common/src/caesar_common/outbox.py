@@ -154,9 +154,7 @@ class OutboxRelay:
                 await self._bus.publish(envelope, to_queue=to_queue)
             published.append(envelope.id)
         if published:
-            await collection.update_one(
-                {"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": published}}}}
-            )
+            await collection.update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": published}}}})
         await collection.update_one(
             {"_id": doc_id, "outbox_pending": True, "outbox": {"$size": 0}},
             {"$unset": {"outbox_pending": ""}},
@@ -167,10 +165,7 @@ class OutboxRelay:
         """Publish what is left in every outbox; return the number of events published."""
         total = 0
         for collection in self._collections.values():
-            ids = [
-                d["_id"]
-                async for d in collection.find({"outbox_pending": True}, {"_id": 1}).limit(limit)
-            ]
+            ids = [d["_id"] async for d in collection.find({"outbox_pending": True}, {"_id": 1}).limit(limit)]
             OUTBOX_PENDING.labels(collection.name).set(len(ids))
             for doc_id in ids:
                 if (collection.name, doc_id) in self._running:

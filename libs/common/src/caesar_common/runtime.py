@@ -120,12 +120,10 @@ async def _healthz(_: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
-    ready = await runtime.is_ready()
-    body = {
-        "status": "ready" if ready else "not ready",
-        "broker": runtime.bus.is_connected,
-        "database": await ping(runtime.db),
-    }
+    broker = runtime.bus.is_connected
+    database = await ping(runtime.db)
+    ready = runtime.ready and broker and database
+    body = {"status": "ready" if ready else "not ready", "broker": broker, "database": database}
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -163,9 +161,7 @@ def run_service(
     setup_telemetry(name)
 
     async def main() -> None:
-        runtime = ServiceRuntime(
-            name, settings, indexes=indexes, outbox_collections=outbox_collections
-        )
+        runtime = ServiceRuntime(name, settings, indexes=indexes, outbox_collections=outbox_collections)
         web_app = app if app is not None else web.Application()
         add_operational_routes(web_app, runtime)
         loop = asyncio.get_running_loop()
@@ -179,9 +175,7 @@ def run_service(
         try:
             connecting = asyncio.ensure_future(_start(runtime, build))
             stopping = asyncio.ensure_future(runtime.wait_stopped())
-            done, _ = await asyncio.wait(
-                {connecting, stopping}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if connecting in done:
                 connecting.result()
                 await stopping
@@ -198,9 +192,7 @@ def run_service(
     asyncio.run(main())
 
 
-async def _start(
-    runtime: ServiceRuntime, build: Callable[[ServiceRuntime], Awaitable[None]]
-) -> None:
+async def _start(runtime: ServiceRuntime, build: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
     await runtime.connect()
     await build(runtime)
     runtime.ready = True

@@ -39,6 +39,7 @@ from caesar_runner.adapters.outputs import (
     describe_outputs,
     input_path,
     job_directory,
+    remove_outputs,
     stage_input,
     write_manifest,
 )
@@ -164,9 +165,7 @@ class JobRunner:
             state, reason = JobState.STARTED, ""
         event = self._event(msg, state, reason=reason)
         if not await self._claims.claim({**doc, "state": state.value, "reason": reason}, [event]):
-            log.info(
-                "attempt already claimed; not started again", job_id=msg.job_id, attempt=msg.attempt
-            )
+            log.info("attempt already claimed; not started again", job_id=msg.job_id, attempt=msg.attempt)
             return None
         self._relay.kick(self._claims.collection, cid)
         if state is not JobState.STARTED:
@@ -276,6 +275,7 @@ class JobRunner:
             "peak_rss_bytes": result.peak_rss_bytes,
             "steps": [{"name": s.name, "argv": list(s.argv)} for s in steps],
         }
+        await asyncio.to_thread(remove_outputs, job_dir, app.discardable_outputs(params))
         outputs = await asyncio.to_thread(describe_outputs, job_dir, {staged.name, MANIFEST})
         manifest["files"] = [o.model_dump() for o in outputs]
         await asyncio.to_thread(write_manifest, job_dir, manifest)

@@ -36,9 +36,7 @@ def claim_id(job_id: str, attempt: int) -> str:
 
 
 class Claims:
-    def __init__(
-        self, claims: AsyncCollection[Document], cancels: AsyncCollection[Document]
-    ) -> None:
+    def __init__(self, claims: AsyncCollection[Document], cancels: AsyncCollection[Document]) -> None:
         self.collection = claims
         self._cancels = cancels
 

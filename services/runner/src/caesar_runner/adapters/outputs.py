@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ def describe_outputs(job_dir: Path, exclude: set[str]) -> list[OutputFile]:
             continue
         files.append(OutputFile(name=rel, size_bytes=path.stat().st_size, sha256=_sha256(path)))
     return files
+
+
+def remove_outputs(job_dir: Path, names: Iterable[str]) -> None:
+    """Delete intermediate files the client did not ask to keep (e.g. BANE maps)."""
+    for name in names:
+        path = job_dir / name
+        if path.parent == job_dir and path.is_file():
+            path.unlink()
 
 
 def write_manifest(job_dir: Path, manifest: dict[str, Any]) -> None:

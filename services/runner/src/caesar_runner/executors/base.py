@@ -47,8 +47,6 @@ StartedCallback = Callable[[int | None], Awaitable[None]]
 class Executor(Protocol):
     kind: str
 
-    async def run(
-        self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event
-    ) -> ExecutionResult:
+    async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
         """Run every step; call ``on_started(pid)`` once the first process runs."""
         ...

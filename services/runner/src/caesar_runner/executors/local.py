@@ -97,9 +97,7 @@ class LocalExecutor:
             with suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 
-    async def run(
-        self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event
-    ) -> ExecutionResult:
+    async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         deadline = started + spec.wall_time_s
@@ -107,9 +105,7 @@ class LocalExecutor:
         peak_rss = 0
 
         def result(state: JobState, exit_code: int | None, reason: str = "") -> ExecutionResult:
-            return ExecutionResult(
-                state, exit_code, time.monotonic() - started, cpu_s, peak_rss, reason
-            )
+            return ExecutionResult(state, exit_code, time.monotonic() - started, cpu_s, peak_rss, reason)
 
         for index, step in enumerate(spec.steps):
             if cancel.is_set():
