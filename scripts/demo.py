@@ -34,9 +34,7 @@ async def run(api: str, workdir: Path, size: int, timeout_s: float) -> int:
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
         form = aiohttp.FormData()
-        form.add_field(
-            "file", image.read_bytes(), filename=image.name, content_type="application/fits"
-        )
+        form.add_field("file", image.read_bytes(), filename=image.name, content_type="application/fits")
         async with http.post(f"{v1}/upload", data=form) as resp:
             upload = await resp.json()
             if resp.status != 200:
@@ -90,9 +88,7 @@ async def run(api: str, workdir: Path, size: int, timeout_s: float) -> int:
     )
     quality = f"completeness {match.completeness(10):.0%} above 10 sigma"
     quality += f", reliability {match.reliability:.0%}"
-    print(
-        f"4/4 Aegean found {len(rows)} sources; {match.n_matched} of {len(truth)} injected ({quality})"
-    )
+    print(f"4/4 Aegean found {len(rows)} sources; {match.n_matched} of {len(truth)} injected ({quality})")
     print(f"    output: {tarball}")
     return 0
 

@@ -102,10 +102,7 @@ async def test_cancel_queued_and_running_jobs(
 
     async with http.get(f"{stack.v1}/job/{queued}/cancel") as resp:
         body = await resp.json()
-    assert (
-        body["status"]
-        == f"Job {queued} already completed with state CANCELED, nothing to be canceled."
-    )
+    assert body["status"] == f"Job {queued} already completed with state CANCELED, nothing to be canceled."
 
 
 async def test_twenty_concurrent_submissions_all_succeed(

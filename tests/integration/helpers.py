@@ -23,9 +23,7 @@ class EventTap:
     async def __aenter__(self) -> EventTap:
         self._connection = await aio_pika.connect(self._url)
         channel = await self._connection.channel()
-        exchange = await channel.declare_exchange(
-            EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
         queue = await channel.declare_queue(exclusive=True)
         for key in self._keys:
             await queue.bind(exchange, routing_key=key)
@@ -42,9 +40,7 @@ class EventTap:
         if self._connection is not None:
             await self._connection.close()
 
-    async def wait_for(
-        self, predicate: Callable[[Envelope], bool], timeout_s: float = 15.0
-    ) -> Envelope:
+    async def wait_for(self, predicate: Callable[[Envelope], bool], timeout_s: float = 15.0) -> Envelope:
         async def scan() -> Envelope:
             while True:
                 for envelope in self.received:

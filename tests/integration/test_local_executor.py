@@ -32,7 +32,11 @@ async def test_success_reports_usage_and_logs(executor: LocalExecutor, tmp_path:
     async def started(pid: int | None) -> None:
         pids.append(pid)
 
-    burn = "import time; b=bytearray(60*2**20); t=time.process_time()\nwhile time.process_time()-t<0.3: pass\nprint('done')"
+    burn = (
+        "import time; b=bytearray(60*2**20); t=time.process_time()\n"
+        "while time.process_time()-t<0.3: pass\n"
+        "print('done')"
+    )
     result = await executor.run(
         spec(tmp_path, Step("burn", (PY, "-c", burn)), Step("two", (PY, "-c", "print('second')"))),
         started,
@@ -65,7 +69,10 @@ async def test_non_zero_exit_stops_the_job(executor: LocalExecutor, tmp_path: Pa
 
 
 async def test_wall_time_kills_the_process_group(executor: LocalExecutor, tmp_path: Path) -> None:
-    child = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); open('pid','w'); time.sleep(60)"
+    child = (
+        "import subprocess,sys,time; "
+        "subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
+    )
     result = await executor.run(
         spec(tmp_path, Step("sleep", (PY, "-c", child)), wall_time_s=2), _noop, asyncio.Event()
     )
@@ -105,9 +112,7 @@ async def test_environment_is_sanitised(
 
 
 async def test_missing_executable_is_a_failure(executor: LocalExecutor, tmp_path: Path) -> None:
-    result = await executor.run(
-        spec(tmp_path, Step("x", ("/nonexistent/finder",))), _noop, asyncio.Event()
-    )
+    result = await executor.run(spec(tmp_path, Step("x", ("/nonexistent/finder",))), _noop, asyncio.Event())
     assert result.state is JobState.FAILURE
     assert result.exit_code not in (0, None)
 

@@ -38,9 +38,7 @@ async def scheduler(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncItera
         dispatch_interval_s=0.2,
         outbox_sweep_interval_s=0.5,
     )
-    runtime = ServiceRuntime(
-        "scheduler", settings, indexes=INDEXES, outbox_collections=[COLLECTION]
-    )
+    runtime = ServiceRuntime("scheduler", settings, indexes=INDEXES, outbox_collections=[COLLECTION])
     await runtime.connect()
     await build(runtime, settings)
     yield runtime
@@ -191,9 +189,7 @@ async def test_container_app_is_aborted_with_reason(
     assert "container" in aborted.data["reason"]
 
 
-async def test_duplicate_submission_is_ignored(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
-) -> None:
+async def test_duplicate_submission_is_ignored(scheduler: ServiceRuntime, bus: Bus, amqp_url: str) -> None:
     job_id = "66666666-6666-4666-8666-666666666666"
     async with EventTap(amqp_url, ["job.state.queued"]) as tap:
         envelope = submitted(job_id)

@@ -67,8 +67,11 @@ def test_app_metadata() -> None:
     assert AEGEAN.default_wall_time_s == 3600
     assert AEGEAN.version == "2.3.5"  # the aegeantools installed in the venv
     assert AEGEAN.container_image is None
-    images = {"caesar": "sriggi/caesar-job:latest", "mrcnn": "sriggi/mrcnn-detect:latest",
-              "cutex": "sriggi/cutex-job:latest"}
+    images = {
+        "caesar": "sriggi/caesar-job:latest",
+        "mrcnn": "sriggi/mrcnn-detect:latest",
+        "cutex": "sriggi/cutex-job:latest",
+    }
     for name, image in images.items():
         app = APPS[name]
         assert app.executors == frozenset({"container"})
@@ -83,8 +86,19 @@ def test_app_metadata() -> None:
 # v1 describe
 # ---------------------------------------------------------------------------------------
 
-DESCRIBE_KEYS = ("description", "mandatory", "type", "default", "min", "max", "enum",
-                 "allowed_values", "category", "subcategory", "advanced")
+DESCRIBE_KEYS = (
+    "description",
+    "mandatory",
+    "type",
+    "default",
+    "min",
+    "max",
+    "enum",
+    "allowed_values",
+    "category",
+    "subcategory",
+    "advanced",
+)
 
 
 def test_mrcnn_describe_matches_the_v1_example_verbatim() -> None:
@@ -136,10 +150,18 @@ def test_describe_shape(app: App) -> None:
 
 def test_aegean_describe() -> None:
     describe = AEGEAN.describe_v1()
-    assert list(describe) == ["save-bkgmap", "save-rmsmap", "bkgbox", "bkggrid", "seedthr",
-                              "mergethr", "fit-maxcomponents", "no-logredir", "ncores"]
-    got = {name: (e["type"], e.get("default"), e.get("min"), e.get("max"))
-           for name, e in describe.items()}
+    assert list(describe) == [
+        "save-bkgmap",
+        "save-rmsmap",
+        "bkgbox",
+        "bkggrid",
+        "seedthr",
+        "mergethr",
+        "fit-maxcomponents",
+        "no-logredir",
+        "ncores",
+    ]
+    got = {name: (e["type"], e.get("default"), e.get("min"), e.get("max")) for name, e in describe.items()}
     assert got == {
         "save-bkgmap": ("none", False, None, None),
         "save-rmsmap": ("none", False, None, None),
@@ -158,8 +180,10 @@ def test_aegean_describe() -> None:
 
 
 def test_cutex_describe() -> None:
-    got = {name: (e["type"], e.get("default"), e.get("min"), e.get("max"))
-           for name, e in CUTEX.describe_v1().items()}
+    got = {
+        name: (e["type"], e.get("default"), e.get("min"), e.get("max"))
+        for name, e in CUTEX.describe_v1().items()
+    }
     assert got == {
         "seedthr": ("float", 5, 0, 10000),
         "npixmin": ("int", 4, 1, 10000),
@@ -303,14 +327,15 @@ def _caesar_v1_table() -> dict[str, dict[str, Any]]:
             entries = [(name, {"type": "none", "default": False}) for name in tokens[1:]]
         elif tokens[1] == "enum":
             values = tokens[3].split(",")
-            codes = dict(zip(values, tokens[4].split(",") if len(tokens) > 4 else values,
-                             strict=True))
+            codes = dict(zip(values, tokens[4].split(",") if len(tokens) > 4 else values, strict=True))
             entries = [(tokens[0], {"type": "str", "default": tokens[2], "codes": codes})]
         else:
             kind_at = next(i for i, t in enumerate(tokens) if t in {"int", "float"})
-            default, low, high = (float(t) for t in tokens[kind_at + 1:])
-            entries = [(name, {"type": tokens[kind_at], "default": default, "min": low,
-                               "max": high}) for name in tokens[:kind_at]]
+            default, low, high = (float(t) for t in tokens[kind_at + 1 :])
+            entries = [
+                (name, {"type": tokens[kind_at], "default": default, "min": low, "max": high})
+                for name in tokens[:kind_at]
+            ]
         for raw_name, entry in entries:
             name = raw_name.rstrip("*")
             assert name not in table, name
@@ -321,8 +346,7 @@ def _caesar_v1_table() -> dict[str, dict[str, Any]]:
 def test_caesar_option_counts() -> None:
     describe = CAESAR.describe_v1()
     assert len(describe) == 156
-    assert Counter(e["type"] for e in describe.values()) == {
-        "none": 61, "float": 48, "int": 35, "str": 12}
+    assert Counter(e["type"] for e in describe.values()) == {"none": 61, "float": 48, "int": 35, "str": 12}
     assert not any(e["mandatory"] for e in describe.values())
 
 
@@ -349,12 +373,21 @@ def test_caesar_options_match_the_v1_list() -> None:
 def test_caesar_categories() -> None:
     pairs = {(e["category"], e.get("subcategory")) for e in CAESAR.describe_v1().values()}
     assert pairs == {
-        ("OUTPUT", None), ("IMGREAD", None), ("IMGSTATS", None), ("IMGBKG", None),
-        ("COMPACT-SOURCES", None), ("COMPACT-SOURCES", "SELECTION"),
-        ("COMPACT-SOURCES", "NESTED-SOURCES"), ("COMPACT-SOURCES", "FITTING"),
-        ("IMGRES", None), ("IMGSMOOTH", None), ("EXTENDED-SOURCES", None),
-        ("EXTENDED-SOURCES", "SALIENCY"), ("EXTENDED-SOURCES", "ACTIVE-CONTOUR"),
-        ("EXTENDED-SOURCES", "WAVELET-TRANSFORM"), ("RUN", None),
+        ("OUTPUT", None),
+        ("IMGREAD", None),
+        ("IMGSTATS", None),
+        ("IMGBKG", None),
+        ("COMPACT-SOURCES", None),
+        ("COMPACT-SOURCES", "SELECTION"),
+        ("COMPACT-SOURCES", "NESTED-SOURCES"),
+        ("COMPACT-SOURCES", "FITTING"),
+        ("IMGRES", None),
+        ("IMGSMOOTH", None),
+        ("EXTENDED-SOURCES", None),
+        ("EXTENDED-SOURCES", "SALIENCY"),
+        ("EXTENDED-SOURCES", "ACTIVE-CONTOUR"),
+        ("EXTENDED-SOURCES", "WAVELET-TRANSFORM"),
+        ("RUN", None),
     }
 
 
@@ -397,8 +430,9 @@ INVALID_AEGEAN: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("options", "message"), INVALID_AEGEAN,
-                         ids=[str(i) for i in range(len(INVALID_AEGEAN))])
+@pytest.mark.parametrize(
+    ("options", "message"), INVALID_AEGEAN, ids=[str(i) for i in range(len(INVALID_AEGEAN))]
+)
 def test_aegean_rejects(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ParameterError) as caught:
         AEGEAN.validate(options)
@@ -406,39 +440,75 @@ def test_aegean_rejects(options: dict[str, Any], message: str) -> None:
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"mergethr": 6}, "Option 'mergethr' must be <= option 'seedthr': islands grow from "
-                      "seeds down to the flood threshold (got mergethr=6, seedthr=5 (default))"),
-    ({"seedthr": 2}, "Option 'mergethr' must be <= option 'seedthr': islands grow from "
-                     "seeds down to the flood threshold (got mergethr=2.6 (default), seedthr=2)"),
-    ({"seedthr": 3, "mergethr": 3.5},
-     "Option 'mergethr' must be <= option 'seedthr': islands grow from seeds down to the "
-     "flood threshold (got mergethr=3.5, seedthr=3)"),
-    ({"bkgbox": 10}, "Option 'bkggrid' must be <= option 'bkgbox': the background grid step "
-                     "cannot exceed the box it samples (got bkggrid=20 (default), bkgbox=10)"),
-    ({"bkggrid": 200}, "Option 'bkggrid' must be <= option 'bkgbox': the background grid step "
-                       "cannot exceed the box it samples (got bkggrid=200, bkgbox=100 (default))"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"mergethr": 6},
+            "Option 'mergethr' must be <= option 'seedthr': islands grow from "
+            "seeds down to the flood threshold (got mergethr=6, seedthr=5 (default))",
+        ),
+        (
+            {"seedthr": 2},
+            "Option 'mergethr' must be <= option 'seedthr': islands grow from "
+            "seeds down to the flood threshold (got mergethr=2.6 (default), seedthr=2)",
+        ),
+        (
+            {"seedthr": 3, "mergethr": 3.5},
+            "Option 'mergethr' must be <= option 'seedthr': islands grow from seeds down to the "
+            "flood threshold (got mergethr=3.5, seedthr=3)",
+        ),
+        (
+            {"bkgbox": 10},
+            "Option 'bkggrid' must be <= option 'bkgbox': the background grid step "
+            "cannot exceed the box it samples (got bkggrid=20 (default), bkgbox=10)",
+        ),
+        (
+            {"bkggrid": 200},
+            "Option 'bkggrid' must be <= option 'bkgbox': the background grid step "
+            "cannot exceed the box it samples (got bkggrid=200, bkgbox=100 (default))",
+        ),
+    ],
+)
 def test_aegean_cross_field_rules(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ParameterError) as caught:
         AEGEAN.validate(options)
     assert caught.value.errors == [message]
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"seedthr": 5, "mergethr": 5}, {"bkgbox": 50, "bkggrid": 50}, {"seedthr": 0, "mergethr": 0},
-    {"seedthr": 10000}, {"bkgbox": 5, "bkggrid": 5}, {"bkgbox": 10000, "bkggrid": 1000},
-    {"fit-maxcomponents": 0}, {"fit-maxcomponents": 100}, {"ncores": 1}, {"ncores": 100},
-    {"save-bkgmap": True, "save-rmsmap": False, "no-logredir": True},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"seedthr": 5, "mergethr": 5},
+        {"bkgbox": 50, "bkggrid": 50},
+        {"seedthr": 0, "mergethr": 0},
+        {"seedthr": 10000},
+        {"bkgbox": 5, "bkggrid": 5},
+        {"bkgbox": 10000, "bkggrid": 1000},
+        {"fit-maxcomponents": 0},
+        {"fit-maxcomponents": 100},
+        {"ncores": 1},
+        {"ncores": 100},
+        {"save-bkgmap": True, "save-rmsmap": False, "no-logredir": True},
+    ],
+)
 def test_aegean_accepts_boundaries(options: dict[str, Any]) -> None:
     params = AEGEAN.validate(options)
     assert set(params.given) == set(options)
 
 
 def test_all_errors_are_collected_in_option_order() -> None:
-    bad = {"zzz": 1, "ncores": 0, "seedthr": "high", "save-rmsmap": "yes", "aaa": 2,
-           "bkgbox": 5.5, "mergethr": float("nan"), "fit-maxcomponents": 1000}
+    bad = {
+        "zzz": 1,
+        "ncores": 0,
+        "seedthr": "high",
+        "save-rmsmap": "yes",
+        "aaa": 2,
+        "bkgbox": 5.5,
+        "mergethr": float("nan"),
+        "fit-maxcomponents": 1000,
+    }
     with pytest.raises(ParameterError) as caught:
         AEGEAN.validate(bad)
     assert caught.value.errors == [
@@ -458,7 +528,10 @@ def test_cross_field_errors_are_reported_with_the_others() -> None:
     with pytest.raises(ParameterError) as caught:
         AEGEAN.validate({"mergethr": 7, "ncores": -3, "bkgbox": 6})
     assert [e.split(" must")[0] for e in caught.value.errors] == [
-        "Option 'ncores'", "Option 'mergethr'", "Option 'bkggrid'"]
+        "Option 'ncores'",
+        "Option 'mergethr'",
+        "Option 'bkggrid'",
+    ]
 
 
 def test_cross_field_rule_skipped_when_an_operand_is_invalid() -> None:
@@ -476,14 +549,20 @@ def test_options_must_be_an_object_with_string_keys(options: Any) -> None:
 
 def test_caesar_enum_errors() -> None:
     with pytest.raises(ParameterError) as caught:
-        CAESAR.validate({"bkgestimator": "median", "extsfinder": 4, "regionwcs": None,
-                         "loglevel": "; rm -rf /", "seedthr": 20000})
+        CAESAR.validate(
+            {
+                "bkgestimator": "median",
+                "extsfinder": 4,
+                "regionwcs": None,
+                "loglevel": "; rm -rf /",
+                "seedthr": 20000,
+            }
+        )
     assert caught.value.errors == [
         "Option 'regionwcs' must be one of J2000, B1950, GALACTIC",
         "Option 'bkgestimator' must be one of Mean, Median, BiWeight, ClippedMedian",
         "Option 'seedthr' must be <= 10000 (got 20000)",
-        "Option 'extsfinder' must be one of WT-THRESH, SP-HIERCLUST, ACTIVE-CONTOUR, "
-        "SALIENCY-THRESH",
+        "Option 'extsfinder' must be one of WT-THRESH, SP-HIERCLUST, ACTIVE-CONTOUR, SALIENCY-THRESH",
         "Option 'loglevel' must be one of INFO, DEBUG, WARN, ERROR, OFF",
     ]
 
@@ -500,28 +579,47 @@ def test_caesar_cross_field_rules() -> None:
 
 def test_v1_caesar_job_inputs_example() -> None:
     """The v1 contract's caesar example, once the api removed the non-option keys."""
-    job_inputs = {"inputfile": "/opt/caesar-rest/data/67a49bf7555b41739095681bf52a1f99.fits",
-                  "run": True, "no-logredir": True, "envfile": "/home/user/setvars.sh",
-                  "no-mpi": True, "no-nestedsearch": True, "no-extendedsearch": True}
+    job_inputs = {
+        "inputfile": "/opt/caesar-rest/data/67a49bf7555b41739095681bf52a1f99.fits",
+        "run": True,
+        "no-logredir": True,
+        "envfile": "/home/user/setvars.sh",
+        "no-mpi": True,
+        "no-nestedsearch": True,
+        "no-extendedsearch": True,
+    }
     options = {k: v for k, v in job_inputs.items() if k not in NON_OPTION_INPUTS}
     params = CAESAR.validate(options)
-    assert params.given == {"no-nestedsearch": True, "no-extendedsearch": True,
-                            "no-logredir": True, "no-mpi": True}
+    assert params.given == {
+        "no-nestedsearch": True,
+        "no-extendedsearch": True,
+        "no-logredir": True,
+        "no-mpi": True,
+    }
 
 
 def test_normalization_given_and_effective() -> None:
-    params = AEGEAN.validate({"ncores": 2.0, "seedthr": 6, "save-rmsmap": True,
-                              "mergethr": 3})
+    params = AEGEAN.validate({"ncores": 2.0, "seedthr": 6, "save-rmsmap": True, "mergethr": 3})
     assert isinstance(params, ValidatedParams)
     assert params.app == "aegean"
     # In table order, typed: 6 -> 6.0 (float option), 2.0 -> 2 (int option).
-    assert list(params.given.items()) == [("save-rmsmap", True), ("seedthr", 6.0),
-                                          ("mergethr", 3.0), ("ncores", 2)]
+    assert list(params.given.items()) == [
+        ("save-rmsmap", True),
+        ("seedthr", 6.0),
+        ("mergethr", 3.0),
+        ("ncores", 2),
+    ]
     assert type(params.given["seedthr"]) is float
     assert type(params.given["ncores"]) is int
     assert params.effective == {
-        "save-bkgmap": False, "save-rmsmap": True, "bkgbox": 100, "bkggrid": 20,
-        "seedthr": 6.0, "mergethr": 3.0, "fit-maxcomponents": 3, "no-logredir": False,
+        "save-bkgmap": False,
+        "save-rmsmap": True,
+        "bkgbox": 100,
+        "bkggrid": 20,
+        "seedthr": 6.0,
+        "mergethr": 3.0,
+        "fit-maxcomponents": 3,
+        "no-logredir": False,
         "ncores": 2,
     }
     assert all(type(params.effective[k]) is float for k in ("seedthr", "mergethr"))
@@ -636,7 +734,9 @@ def _valid_value(entry: dict[str, Any]) -> st.SearchStrategy[Any]:
 _CAESAR_DESCRIBE = CAESAR.describe_v1()
 _CAESAR_OPTIONS = st.sets(st.sampled_from(sorted(_CAESAR_DESCRIBE)), max_size=25).flatmap(
     lambda names: st.fixed_dictionaries(
-        {name: _valid_value(_CAESAR_DESCRIBE[name]) for name in sorted(names)}))
+        {name: _valid_value(_CAESAR_DESCRIBE[name]) for name in sorted(names)}
+    )
+)
 _SAFE_ARG = re.compile(r"^--[A-Za-z][A-Za-z0-9-]*(=[-+.0-9A-Za-z]+)?$")
 
 
@@ -650,8 +750,7 @@ def test_caesar_argv_is_one_safe_token_per_option(options: dict[str, Any]) -> No
     args = CAESAR.v1_argv(params)
     assert all(_SAFE_ARG.fullmatch(a) for a in args), args
     value_names = [n for n, v in params.given.items() if _CAESAR_DESCRIBE[n]["type"] != "none"]
-    true_flags = [n for n, v in params.given.items()
-                  if _CAESAR_DESCRIBE[n]["type"] == "none" and v]
+    true_flags = [n for n, v in params.given.items() if _CAESAR_DESCRIBE[n]["type"] == "none" and v]
     assert len(args) == len(value_names) + len(true_flags)
 
 
@@ -661,8 +760,9 @@ def test_caesar_argv_is_one_safe_token_per_option(options: dict[str, Any]) -> No
 
 
 def _ctx(tmp_path: Path) -> PlanContext:
-    return PlanContext(input_path=tmp_path / "data" / "0123abcd.fits",
-                       job_dir=tmp_path / "job", bin_dir=tmp_path / "bin")
+    return PlanContext(
+        input_path=tmp_path / "data" / "0123abcd.fits", job_dir=tmp_path / "job", bin_dir=tmp_path / "bin"
+    )
 
 
 def test_aegean_plan_for_defaults(tmp_path: Path) -> None:
@@ -671,21 +771,54 @@ def test_aegean_plan_for_defaults(tmp_path: Path) -> None:
     img, job, bin_ = str(ctx.input_path), str(ctx.job_dir), str(ctx.bin_dir)
     assert [s.name for s in steps] == ["bane", "aegean"]
     assert steps[0].argv == (
-        f"{bin_}/BANE", "--cores", "1", "--grid", "20", "20", "--box", "100", "100",
-        "--out", f"{job}/image", img)
+        f"{bin_}/BANE",
+        "--cores",
+        "1",
+        "--grid",
+        "20",
+        "20",
+        "--box",
+        "100",
+        "100",
+        "--out",
+        f"{job}/image",
+        img,
+    )
     assert steps[1].argv == (
-        f"{bin_}/aegean", img, "--background", f"{job}/image_bkg.fits",
-        "--noise", f"{job}/image_rms.fits", "--seedclip", "5.0", "--floodclip", "2.6",
-        "--maxsummits", "3", "--cores", "1",
-        "--table", f"{job}/catalog.vot,{job}/catalog.csv,{job}/catalog.reg")
+        f"{bin_}/aegean",
+        img,
+        "--background",
+        f"{job}/image_bkg.fits",
+        "--noise",
+        f"{job}/image_rms.fits",
+        "--seedclip",
+        "5.0",
+        "--floodclip",
+        "2.6",
+        "--maxsummits",
+        "3",
+        "--cores",
+        "1",
+        "--table",
+        f"{job}/catalog.vot,{job}/catalog.csv,{job}/catalog.reg",
+    )
     for step in steps:
         assert dict(step.env) == {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
 
 def test_aegean_plan_maps_every_option(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
-    params = AEGEAN.validate({"bkgbox": 60, "bkggrid": 12, "seedthr": 4.5, "mergethr": 3,
-                              "fit-maxcomponents": 0, "ncores": 4, "no-logredir": True})
+    params = AEGEAN.validate(
+        {
+            "bkgbox": 60,
+            "bkggrid": 12,
+            "seedthr": 4.5,
+            "mergethr": 3,
+            "fit-maxcomponents": 0,
+            "ncores": 4,
+            "no-logredir": True,
+        }
+    )
     bane, aegean = AEGEAN.plan(params, ctx)
     assert bane.argv[1:9] == ("--cores", "4", "--grid", "12", "12", "--box", "60", "60")
     assert "--maxsummits" not in aegean.argv  # 0 = no limit: leave Aegean's default
@@ -722,23 +855,36 @@ def test_aegean_resources_model() -> None:
 
 
 def test_aegean_discardable_outputs() -> None:
-    assert AEGEAN.discardable_outputs(AEGEAN.validate({})) == {"image_bkg.fits",
-                                                                "image_rms.fits"}
-    assert AEGEAN.discardable_outputs(AEGEAN.validate({"save-rmsmap": True})) == {
-        "image_bkg.fits"}
+    assert AEGEAN.discardable_outputs(AEGEAN.validate({})) == {"image_bkg.fits", "image_rms.fits"}
+    assert AEGEAN.discardable_outputs(AEGEAN.validate({"save-rmsmap": True})) == {"image_bkg.fits"}
 
 
 def test_caesar_plan_is_the_v1_command_as_a_list(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
-    params = CAESAR.validate({"no-mpi": True, "save-fits": False, "seedthr": 4,
-                              "bkgestimator": "ClippedMedian", "res-removedsourcetype": "ALL",
-                              "nthreads": 2})
+    params = CAESAR.validate(
+        {
+            "no-mpi": True,
+            "save-fits": False,
+            "seedthr": 4,
+            "bkgestimator": "ClippedMedian",
+            "res-removedsourcetype": "ALL",
+            "nthreads": 2,
+        }
+    )
     (step,) = CAESAR.plan(params, ctx)
     assert step.argv == (
-        "SFinderSubmitter.sh", "--run", "--save-summaryplot", "--save-regions",
-        "--save-catalog-to-json", f"--inputfile={ctx.input_path}",
-        "--bkgestimator=4", "--seedthr=4.0", "--res-removedsourcetype=-1", "--no-mpi",
-        "--nthreads=2")
+        "SFinderSubmitter.sh",
+        "--run",
+        "--save-summaryplot",
+        "--save-regions",
+        "--save-catalog-to-json",
+        f"--inputfile={ctx.input_path}",
+        "--bkgestimator=4",
+        "--seedthr=4.0",
+        "--res-removedsourcetype=-1",
+        "--no-mpi",
+        "--nthreads=2",
+    )
     assert CAESAR.resources(params, 0) == Resources(cores=2, memory_mb=2048)
     assert CAESAR.resources(CAESAR.validate({"nproc": 4, "nthreads": -1}), 0).cores == 4
 
@@ -747,13 +893,22 @@ def test_container_plans_for_mrcnn_and_cutex(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     (step,) = MRCNN.plan(MRCNN.validate({"scoreThr": 0.5}), ctx)
     assert step.argv == (
-        "run_mrcnn.sh", "--runmode=detect",
+        "run_mrcnn.sh",
+        "--runmode=detect",
         "--weights=/opt/Software/MaskR-CNN/install/share/mrcnn_weights.h5",
-        f"--image={ctx.input_path}", "--scoreThr=0.5")
+        f"--image={ctx.input_path}",
+        "--scoreThr=0.5",
+    )
     (step,) = CUTEX.plan(CUTEX.validate({"npixmin": 6, "no-logredir": True}), ctx)
-    assert step.argv == ("cutex_submitter.sh", "--run", "--save-summaryplot",
-                         "--save-catalog-to-json", f"--inputfile={ctx.input_path}",
-                         "--npixmin=6", "--no-logredir")
+    assert step.argv == (
+        "cutex_submitter.sh",
+        "--run",
+        "--save-summaryplot",
+        "--save-catalog-to-json",
+        f"--inputfile={ctx.input_path}",
+        "--npixmin=6",
+        "--no-logredir",
+    )
     with pytest.raises(ParameterError, match="psflimmin"):
         CUTEX.validate({"psflimmin": 3})
 
@@ -792,8 +947,13 @@ def test_step_checks_its_argv() -> None:
 # ---------------------------------------------------------------------------------------
 
 # (x, y, peak in Jy/beam) of the injected point sources, 0-based pixels; rms is 0.1 mJy.
-INJECTED = [(60.0, 70.0, 5e-3), (190.0, 60.0, 3e-3), (128.0, 128.0, 1e-2),
-            (70.0, 200.0, 2e-3), (200.0, 190.0, 4e-3)]
+INJECTED = [
+    (60.0, 70.0, 5e-3),
+    (190.0, 60.0, 3e-3),
+    (128.0, 128.0, 1e-2),
+    (70.0, 200.0, 2e-3),
+    (200.0, 190.0, 4e-3),
+]
 PIXEL_DEG = 2.0 / 3600
 BEAM_FWHM_PX = 4.0
 NOISE_RMS = 1e-4
@@ -817,10 +977,21 @@ def _simulated_map(path: Path, size: int = 256) -> WCS:
         image += peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma_px**2))
     header = fits.Header()
     header.update(
-        CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CRVAL1=150.0, CRVAL2=-30.0,
-        CRPIX1=size / 2 + 0.5, CRPIX2=size / 2 + 0.5, CDELT1=-PIXEL_DEG, CDELT2=PIXEL_DEG,
-        CUNIT1="deg", CUNIT2="deg", RADESYS="FK5", EQUINOX=2000.0,
-        BMAJ=BEAM_FWHM_PX * PIXEL_DEG, BMIN=BEAM_FWHM_PX * PIXEL_DEG, BPA=0.0,
+        CTYPE1="RA---SIN",
+        CTYPE2="DEC--SIN",
+        CRVAL1=150.0,
+        CRVAL2=-30.0,
+        CRPIX1=size / 2 + 0.5,
+        CRPIX2=size / 2 + 0.5,
+        CDELT1=-PIXEL_DEG,
+        CDELT2=PIXEL_DEG,
+        CUNIT1="deg",
+        CUNIT2="deg",
+        RADESYS="FK5",
+        EQUINOX=2000.0,
+        BMAJ=BEAM_FWHM_PX * PIXEL_DEG,
+        BMIN=BEAM_FWHM_PX * PIXEL_DEG,
+        BPA=0.0,
         BUNIT="JY/BEAM",
     )
     fits.PrimaryHDU(image.astype(np.float32), header).writeto(path)
@@ -844,8 +1015,15 @@ def test_aegean_really_finds_the_injected_sources(tmp_path: Path) -> None:
     steps = app.plan(params, PlanContext(input_path=image, job_dir=job_dir, bin_dir=bin_dir))
     base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
     for step in steps:
-        done = subprocess.run(step.argv, cwd=job_dir, env={**base_env, **step.env},
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            step.argv,
+            cwd=job_dir,
+            env={**base_env, **step.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, f"{step.name} failed:\n{done.stderr[-3000:]}"
 
     assert (job_dir / "image_bkg.fits").exists()
@@ -860,8 +1038,7 @@ def test_aegean_really_finds_the_injected_sources(tmp_path: Path) -> None:
     found = np.array([[float(r["ra"]), float(r["dec"]), float(r["peak_flux"])] for r in rows])
     for x, y, peak in INJECTED:
         ra, dec = wcs.all_pix2world([[x, y]], 0)[0]
-        sep_arcsec = 3600 * np.hypot((found[:, 0] - ra) * math.cos(math.radians(dec)),
-                                     found[:, 1] - dec)
+        sep_arcsec = 3600 * np.hypot((found[:, 0] - ra) * math.cos(math.radians(dec)), found[:, 1] - dec)
         best = int(np.argmin(sep_arcsec))
         assert sep_arcsec[best] < 2.0, (x, y, sep_arcsec[best])  # 1 pixel
         assert found[best, 2] == pytest.approx(peak, rel=0.1), (x, y)

@@ -54,9 +54,7 @@ def test_per_user_cap() -> None:
     free=st.integers(0, 60),
 )
 def test_fair_share_properties(counts: dict[str, int], active: dict[str, int], free: int) -> None:
-    waiting = [
-        j for i, (o, n) in enumerate(sorted(counts.items())) for j in jobs(o, n, start=i * 100)
-    ]
+    waiting = [j for i, (o, n) in enumerate(sorted(counts.items())) for j in jobs(o, n, start=i * 100)]
     picked = pick_jobs(waiting, active, free)
     assert len(picked) == min(free, len(waiting))
     assert len(set(picked)) == len(picked)
@@ -77,7 +75,7 @@ def test_choose_pool_prefers_configured_order() -> None:
 
 
 def test_choose_pool_explains_missing_executor() -> None:
-    with pytest.raises(NoPoolError, match="caesar.*container.*local"):
+    with pytest.raises(NoPoolError, match=r"caesar.*container.*local"):
         choose_pool("caesar", {"container"}, ["local"])
 
 

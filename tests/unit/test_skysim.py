@@ -147,9 +147,7 @@ def test_sources_are_exact_subpixel_beams_with_int_flux_equal_peak() -> None:
         ix, iy = math.floor(x), math.floor(y)
         patch = model[iy : iy + 2, ix : ix + 2]
         gy, gx = np.mgrid[iy : iy + 2, ix : ix + 2]
-        expected = row["peak_flux"] * _expected_profile(
-            gx - x, gy - y, spec.beam, spec.pixel_arcsec, wcs
-        )
+        expected = row["peak_flux"] * _expected_profile(gx - x, gy - y, spec.beam, spec.pixel_arcsec, wcs)
         np.testing.assert_allclose(patch, expected, rtol=1e-4, atol=1e-3 * spec.noise_jy)
     # Jy/beam image of point sources: sum / beam area in pixels = total flux in Jy.
     beam_area_px = (
@@ -327,9 +325,7 @@ def test_nan_corners() -> None:
     centre = (spec.size - 1) / 2
     r = np.hypot(truth["x"] - centre, truth["y"] - centre)
     assert r.max() <= spec.size / 2 - spec.edge_margin_px
-    assert np.all(
-        np.isfinite(data[np.round(truth["y"]).astype(int), np.round(truth["x"]).astype(int)])
-    )
+    assert np.all(np.isfinite(data[np.round(truth["y"]).astype(int), np.round(truth["x"]).astype(int)]))
     finite = data[np.isfinite(data)].astype(np.float64)
     assert np.median(finite) == pytest.approx(0.0, abs=0.1 * spec.noise_jy)
 

@@ -50,9 +50,7 @@ TERMINAL_RANK = 5
 # because a projection may never see an intermediate event of a fast job.
 _ENDINGS = TERMINAL_STATES
 _LEGAL: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset(
-        {JobState.HELD, JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}
-    ),
+    JobState.PENDING: frozenset({JobState.HELD, JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}),
     JobState.HELD: frozenset({JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}),
     JobState.QUEUED: frozenset({JobState.STARTED, JobState.RUNNING}) | _ENDINGS,
     JobState.STARTED: frozenset({JobState.RUNNING}) | _ENDINGS,

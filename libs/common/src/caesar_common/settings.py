@@ -33,9 +33,7 @@ class ServiceSettings(BaseSettings):
         description="Each service owns the database '<prefix>_<service>'.",
     )
     http_host: str = Field("127.0.0.1", title="HTTP bind address")
-    http_port: int = Field(
-        8080, title="HTTP port (health, readiness, metrics; the API itself for api)"
-    )
+    http_port: int = Field(8080, title="HTTP port (health, readiness, metrics; the API itself for api)")
     log_level: str = Field("INFO", title="Log level")
     log_json: bool = Field(True, title="JSON logs (set false for console-friendly logs)")
     data_root: Path = Field(Path("/var/lib/caesar/data"), title="Root of uploaded files")

@@ -130,9 +130,7 @@ class Beam:
         minor = (math.cos(theta), math.sin(theta))
         return major, minor
 
-    def profile(
-        self, dx_px: npt.ArrayLike, dy_px: npt.ArrayLike, pixel_arcsec: float
-    ) -> FloatArray:
+    def profile(self, dx_px: npt.ArrayLike, dy_px: npt.ArrayLike, pixel_arcsec: float) -> FloatArray:
         """Evaluate the unit-peak beam at pixel offsets ``(dx, dy)``.
 
         The analytic evaluation (rather than rounding a source to the nearest
@@ -313,9 +311,7 @@ def _rms(data: npt.NDArray[np.float32], rows_per_chunk: int = 256) -> float:
     return math.sqrt(total / data.size)
 
 
-def _place_sources(
-    spec: SimulationSpec, n: int, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
+def _place_sources(spec: SimulationSpec, n: int, rng: np.random.Generator) -> tuple[FloatArray, FloatArray]:
     """Uniform random sub-pixel positions with a minimum separation.
 
     Rejection sampling ("dart throwing") on a hash grid whose cells are one
@@ -402,9 +398,7 @@ def _inject_sources(
             continue
         dx = np.arange(x0, x1, dtype=np.float64)[np.newaxis, :] - xi
         dy = np.arange(y0, y1, dtype=np.float64)[:, np.newaxis] - yi
-        data[y0:y1, x0:x1] += (amp * spec.beam.profile(dx, dy, spec.pixel_arcsec)).astype(
-            np.float32
-        )
+        data[y0:y1, x0:x1] += (amp * spec.beam.profile(dx, dy, spec.pixel_arcsec)).astype(np.float32)
 
 
 def _blank_corners(data: npt.NDArray[np.float32]) -> None:
@@ -716,9 +710,7 @@ class CrossMatch:
         thresholds = np.atleast_1d(np.asarray(snr_thresholds, dtype=np.float64))
         return np.array([self.completeness(float(t)) for t in thresholds])
 
-    def flux_ratios(
-        self, snr_min: float = 0.0, found_flux: npt.ArrayLike | None = None
-    ) -> FloatArray:
+    def flux_ratios(self, snr_min: float = 0.0, found_flux: npt.ArrayLike | None = None) -> FloatArray:
         """Found / truth flux of matched pairs whose truth ``snr >= snr_min``.
 
         ``found_flux`` (one value per found row) overrides the fluxes given to
@@ -736,9 +728,7 @@ class CrossMatch:
         ratios: FloatArray = flux[self.found_index[keep]] / self.truth_flux[self.truth_index[keep]]
         return ratios
 
-    def median_flux_ratio(
-        self, snr_min: float = 0.0, found_flux: npt.ArrayLike | None = None
-    ) -> float:
+    def median_flux_ratio(self, snr_min: float = 0.0, found_flux: npt.ArrayLike | None = None) -> float:
         """Median found / truth flux of matched pairs above ``snr_min`` (NaN if none).
 
         A threshold is needed because faint sources are biased high by noise

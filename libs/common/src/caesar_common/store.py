@@ -24,9 +24,7 @@ def mongo_client(url: str, **kwargs: Any) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(url, **options)
 
 
-async def ensure_indexes(
-    db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexModel]]
-) -> None:
+async def ensure_indexes(db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexModel]]) -> None:
     for collection, models in indexes.items():
         if models:
             await db[collection].create_indexes(list(models))

@@ -48,7 +48,7 @@ from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
 log = get_logger(__name__)
 SOURCE = "runner"
 
-SLOTS = Gauge("caesar_runner_slots", "Job slots of this runner", ["kind"])
+SLOTS = Gauge("caesar_runner_local_slots", "Job slots of this runner process", ["kind"])
 
 
 @dataclass

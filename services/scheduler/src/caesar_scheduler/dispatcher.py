@@ -20,12 +20,8 @@ from caesar_scheduler.domain.fairshare import WaitingJob, pick_jobs
 log = get_logger(__name__)
 
 DISPATCHES = Counter("caesar_scheduler_dispatches_total", "RunJob commands sent", ["pool"])
-WAITING_JOBS = Gauge(
-    "caesar_scheduler_waiting_jobs", "Admitted jobs waiting for a runner slot", ["pool"]
-)
-FREE_SLOTS = Gauge(
-    "caesar_scheduler_free_slots", "Runner slots not taken by dispatched jobs", ["pool"]
-)
+WAITING_JOBS = Gauge("caesar_scheduler_waiting_jobs", "Admitted jobs waiting for a runner slot", ["pool"])
+FREE_SLOTS = Gauge("caesar_scheduler_free_slots", "Runner slots not taken by dispatched jobs", ["pool"])
 
 
 class Dispatcher:
@@ -70,17 +66,13 @@ class Dispatcher:
         sent = 0
         for pool in self._pools:
             candidates = [
-                WaitingJob(d["_id"], d["owner"], d["queued_at"])
-                for d in waiting
-                if d.get("pool") == pool
+                WaitingJob(d["_id"], d["owner"], d["queued_at"]) for d in waiting if d.get("pool") == pool
             ]
             pool_active = active.get(pool, {})
             free = self._capacity.slots(pool, now) - sum(pool_active.values())
             WAITING_JOBS.labels(pool).set(len(candidates))
             FREE_SLOTS.labels(pool).set(max(free, 0))
-            for job_id in pick_jobs(
-                candidates, pool_active, free, max_active_per_user=self._max_active
-            ):
+            for job_id in pick_jobs(candidates, pool_active, free, max_active_per_user=self._max_active):
                 if await self._dispatch(job_id, pool):
                     sent += 1
         return sent

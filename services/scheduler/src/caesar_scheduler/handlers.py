@@ -148,9 +148,7 @@ async def on_state_changed(msg: JobStateChanged, deps: SchedulerDeps) -> None:
 
 
 async def on_heartbeat(msg: RunnerHeartbeat, deps: SchedulerDeps) -> None:
-    deps.capacity.observe(
-        RunnerSeen(msg.runner_id, msg.pool, msg.slots_total, msg.accepting, msg.sent_at)
-    )
+    deps.capacity.observe(RunnerSeen(msg.runner_id, msg.pool, msg.slots_total, msg.accepting, msg.sent_at))
     if msg.slots_free > 0:
         deps.wake_dispatcher()
 

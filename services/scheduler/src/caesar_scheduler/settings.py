@@ -19,9 +19,7 @@ class SchedulerSettings(ServiceSettings):
         title="Heartbeat expiry",
         description="A runner not heard from for this long adds no capacity.",
     )
-    dispatch_interval_s: float = Field(
-        1.0, title="Dispatch period when nothing wakes the dispatcher"
-    )
+    dispatch_interval_s: float = Field(1.0, title="Dispatch period when nothing wakes the dispatcher")
     max_active_per_user: int = Field(
         0, title="Per-user cap on dispatched jobs", description="0 means no cap beyond fair share."
     )

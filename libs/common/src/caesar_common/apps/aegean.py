@@ -96,26 +96,39 @@ class AegeanApp(App):
     options = (
         _OUTPUT.flag("save-bkgmap", "Keep the background map (BANE image_bkg.fits) in the outputs"),
         _OUTPUT.flag("save-rmsmap", "Keep the noise map (BANE image_rms.fits) in the outputs"),
-        _BKG.integer("bkgbox", 100, 5, 10_000,
-                     "Box size in pixels over which BANE measures the local background and noise"),
-        _BKG.integer("bkggrid", 20, 5, 1000,
-                     "Grid step in pixels at which BANE samples the background and noise"),
-        _COMPACT.number("seedthr", 5, 0, 10_000,
-                        "Seed threshold in sigma above the local background: islands must "
-                        "peak above it"),
-        _COMPACT.number("mergethr", 2.6, 0, 10_000,
-                        "Flood (merge) threshold in sigma down to which islands are grown"),
-        _FITTING.integer("fit-maxcomponents", 3, 0, 100,
-                         "Islands with more summits are only estimated, not fitted "
-                         "(0 = no limit)"),
+        _BKG.integer(
+            "bkgbox",
+            100,
+            5,
+            10_000,
+            "Box size in pixels over which BANE measures the local background and noise",
+        ),
+        _BKG.integer(
+            "bkggrid", 20, 5, 1000, "Grid step in pixels at which BANE samples the background and noise"
+        ),
+        _COMPACT.number(
+            "seedthr",
+            5,
+            0,
+            10_000,
+            "Seed threshold in sigma above the local background: islands must peak above it",
+        ),
+        _COMPACT.number(
+            "mergethr", 2.6, 0, 10_000, "Flood (merge) threshold in sigma down to which islands are grown"
+        ),
+        _FITTING.integer(
+            "fit-maxcomponents",
+            3,
+            0,
+            100,
+            "Islands with more summits are only estimated, not fitted (0 = no limit)",
+        ),
         _RUN.flag("no-logredir", "Accepted for compatibility; logs are always captured"),
         _RUN.integer("ncores", 1, 1, 100, "CPU cores used by BANE and by the Aegean fit"),
     )
     rules = (
-        NotGreaterThan("mergethr", "seedthr",
-                       "islands grow from seeds down to the flood threshold"),
-        NotGreaterThan("bkggrid", "bkgbox",
-                       "the background grid step cannot exceed the box it samples"),
+        NotGreaterThan("mergethr", "seedthr", "islands grow from seeds down to the flood threshold"),
+        NotGreaterThan("bkggrid", "bkgbox", "the background grid step cannot exceed the box it samples"),
     )
 
     def plan(self, params: ValidatedParams, ctx: PlanContext) -> list[Step]:
@@ -143,27 +156,38 @@ class AegeanApp(App):
 
         bane = (
             str(ctx.bin_dir / "BANE"),
-            "--cores", cores,
-            "--grid", grid, grid,
-            "--box", box, box,
-            "--out", str(maps),
+            "--cores",
+            cores,
+            "--grid",
+            grid,
+            grid,
+            "--box",
+            box,
+            box,
+            "--out",
+            str(maps),
             str(ctx.input_path),
         )
         aegean = [
             str(ctx.bin_dir / "aegean"),
             str(ctx.input_path),
-            "--background", f"{maps}_bkg.fits",
-            "--noise", f"{maps}_rms.fits",
-            "--seedclip", self.option("seedthr").format_value(values["seedthr"]),
-            "--floodclip", self.option("mergethr").format_value(values["mergethr"]),
+            "--background",
+            f"{maps}_bkg.fits",
+            "--noise",
+            f"{maps}_rms.fits",
+            "--seedclip",
+            self.option("seedthr").format_value(values["seedthr"]),
+            "--floodclip",
+            self.option("mergethr").format_value(values["mergethr"]),
         ]
         max_summits = values["fit-maxcomponents"]
         if max_summits:
             aegean += ["--maxsummits", str(max_summits)]
         aegean += [
-            "--cores", cores,
-            "--table", ",".join(str(ctx.job_dir / f"{CATALOG_BASENAME}.{ext}")
-                                for ext in _TABLE_FORMATS),
+            "--cores",
+            cores,
+            "--table",
+            ",".join(str(ctx.job_dir / f"{CATALOG_BASENAME}.{ext}") for ext in _TABLE_FORMATS),
         ]
         return [Step("bane", bane, env), Step("aegean", tuple(aegean), env)]
 
@@ -179,8 +203,7 @@ class AegeanApp(App):
         self._check_params(params)
         cores = int(params.effective["ncores"])
         image_mib = max(image_bytes, 0) / 2**20
-        memory = (_MEMORY_BASE_MB + _MEMORY_PER_IMAGE_MIB * image_mib
-                  + _MEMORY_PER_EXTRA_CORE_MB * (cores - 1))
+        memory = _MEMORY_BASE_MB + _MEMORY_PER_IMAGE_MIB * image_mib + _MEMORY_PER_EXTRA_CORE_MB * (cores - 1)
         return Resources(cores=cores, memory_mb=max(_MEMORY_FLOOR_MB, math.ceil(memory)))
 
     def discardable_outputs(self, params: ValidatedParams) -> frozenset[str]:

@@ -370,32 +370,71 @@ class OptionGroup:
 
     def flag(self, name: str, description: str, *, advanced: bool = False) -> Option:
         """A boolean option that adds ``--name`` when true."""
-        return self._option(advanced, name=name, kind="flag", description=description,
-                            default=False)
+        return self._option(advanced, name=name, kind="flag", description=description, default=False)
 
-    def integer(self, name: str, default: int, minimum: int | None, maximum: int | None,
-                description: str, *, advanced: bool = False) -> Option:
+    def integer(
+        self,
+        name: str,
+        default: int,
+        minimum: int | None,
+        maximum: int | None,
+        description: str,
+        *,
+        advanced: bool = False,
+    ) -> Option:
         """An ``int`` option with an inclusive range."""
-        return self._option(advanced, name=name, kind="int", description=description,
-                            default=default, minimum=minimum, maximum=maximum)
+        return self._option(
+            advanced,
+            name=name,
+            kind="int",
+            description=description,
+            default=default,
+            minimum=minimum,
+            maximum=maximum,
+        )
 
-    def number(self, name: str, default: int | float, minimum: int | float | None,
-               maximum: int | float | None, description: str, *,
-               advanced: bool = False) -> Option:
+    def number(
+        self,
+        name: str,
+        default: int | float,
+        minimum: int | float | None,
+        maximum: int | float | None,
+        description: str,
+        *,
+        advanced: bool = False,
+    ) -> Option:
         """A ``float`` option with an inclusive range."""
-        return self._option(advanced, name=name, kind="float", description=description,
-                            default=default, minimum=minimum, maximum=maximum)
+        return self._option(
+            advanced,
+            name=name,
+            kind="float",
+            description=description,
+            default=default,
+            minimum=minimum,
+            maximum=maximum,
+        )
 
-    def choice(self, name: str, default: str, choices: Mapping[str, str] | Sequence[str],
-               description: str, *, advanced: bool = False) -> Option:
+    def choice(
+        self,
+        name: str,
+        default: str,
+        choices: Mapping[str, str] | Sequence[str],
+        description: str,
+        *,
+        advanced: bool = False,
+    ) -> Option:
         """A string enum; ``choices`` maps each value to its command-line code.
 
         A plain sequence means the tool takes the values as they are.
         """
-        pairs = (tuple(choices.items()) if isinstance(choices, Mapping)
-                 else tuple((value, value) for value in choices))
-        return self._option(advanced, name=name, kind="enum", description=description,
-                            default=default, choices=pairs)
+        pairs = (
+            tuple(choices.items())
+            if isinstance(choices, Mapping)
+            else tuple((value, value) for value in choices)
+        )
+        return self._option(
+            advanced, name=name, kind="enum", description=description, default=default, choices=pairs
+        )
 
 
 @dataclass(frozen=True)
@@ -418,8 +457,7 @@ class NotGreaterThan:
     upper: str
     reason: str
 
-    def check(self, given: Mapping[str, OptionValue],
-              effective: Mapping[str, OptionValue]) -> str | None:
+    def check(self, given: Mapping[str, OptionValue], effective: Mapping[str, OptionValue]) -> str | None:
         """Return the error message if the rule is broken, else ``None``."""
         low, high = effective.get(self.lower), effective.get(self.upper)
         if not isinstance(low, int | float) or not isinstance(high, int | float):
@@ -431,8 +469,10 @@ class NotGreaterThan:
             suffix = "" if name in given else " (default)"
             return f"{name}={_show(value)}{suffix}"
 
-        return (f"Option '{self.lower}' must be <= option '{self.upper}': {self.reason} "
-                f"(got {shown(self.lower, low)}, {shown(self.upper, high)})")
+        return (
+            f"Option '{self.lower}' must be <= option '{self.upper}': {self.reason} "
+            f"(got {shown(self.lower, low)}, {shown(self.upper, high)})"
+        )
 
 
 def installed_version(distribution: str) -> str:
@@ -607,15 +647,14 @@ class App(ABC):
             With every problem found, each naming its option.
         """
         if not isinstance(options, Mapping):
-            raise ParameterError([
-                f"Options must be an object mapping option names to values "
-                f"(got {type(options).__name__})"
-            ])
+            raise ParameterError(
+                [f"Options must be an object mapping option names to values (got {type(options).__name__})"]
+            )
         odd_keys = [key for key in options if not isinstance(key, str)]
         if odd_keys:
-            raise ParameterError([
-                "Option names must be strings (got " + ", ".join(map(_show, odd_keys)) + ")"
-            ])
+            raise ParameterError(
+                ["Option names must be strings (got " + ", ".join(map(_show, odd_keys)) + ")"]
+            )
         raw: dict[str, Any] = dict(options)
 
         errors: list[str] = []
@@ -627,9 +666,7 @@ class App(ABC):
             try:
                 # Validate what is left, so that cross-field rules are checked too and
                 # the client gets every problem in one answer.
-                model = self._model.model_validate(
-                    {k: v for k, v in raw.items() if k not in rejected}
-                )
+                model = self._model.model_validate({k: v for k, v in raw.items() if k not in rejected})
             except ValidationError:  # only when a mandatory option is missing
                 raise ParameterError(errors) from None
 
@@ -644,8 +681,7 @@ class App(ABC):
             raise ParameterError(errors)
         return ValidatedParams(app=self.name, given=given, effective=effective)
 
-    def _values(self, model: BaseModel) -> tuple[dict[str, OptionValue],
-                                                 dict[str, OptionValue]]:
+    def _values(self, model: BaseModel) -> tuple[dict[str, OptionValue], dict[str, OptionValue]]:
         given: dict[str, OptionValue] = {}
         effective: dict[str, OptionValue] = {}
         for option in self.options:
@@ -658,8 +694,9 @@ class App(ABC):
                 given[option.name] = value
         return given, effective
 
-    def _translate(self, details: Iterable[ErrorDetails],
-                   raw: Mapping[str, Any]) -> tuple[list[str], set[str]]:
+    def _translate(
+        self, details: Iterable[ErrorDetails], raw: Mapping[str, Any]
+    ) -> tuple[list[str], set[str]]:
         """Turn pydantic's errors into one message per option, naming it."""
         unknown: list[str] = []
         messages: list[str] = []
@@ -838,5 +875,4 @@ class ContainerApp(App):
         self._check_params(params)
         image_mib = max(image_bytes, 0) / 2**20
         memory = self.memory_base_mb + self.memory_per_image_mib * image_mib
-        return Resources(cores=self.cores(params),
-                         memory_mb=max(self.memory_floor_mb, math.ceil(memory)))
+        return Resources(cores=self.cores(params), memory_mb=max(self.memory_floor_mb, math.ceil(memory)))

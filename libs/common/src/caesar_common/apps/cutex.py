@@ -30,20 +30,23 @@ class CutexApp(ContainerApp):
     memory_base_mb = 512
     memory_per_image_mib = 24
     options = (
-        _COMPACT.number("seedthr", 5, 0, 10_000,
-                        "Detection threshold on the curvature image, in sigma"),
-        _COMPACT.integer("npixmin", 4, 1, 10_000,
-                         "Minimum number of pixels above threshold for a detection"),
-        _COMPACT.number("npixpsf", 2.7, 1, 10_000,
-                        "Number of pixels sampling the instrumental PSF FWHM"),
-        _FITTING.number("psflimmin", 0.5, 0.0001, 100,
-                        "Lower bound of the fitted source size, as a fraction of the "
-                        "initial size estimate"),
-        _FITTING.number("psflimmax", 2.0, 0.0001, 100,
-                        "Upper bound of the fitted source size, as a fraction of the "
-                        "initial size estimate"),
+        _COMPACT.number("seedthr", 5, 0, 10_000, "Detection threshold on the curvature image, in sigma"),
+        _COMPACT.integer("npixmin", 4, 1, 10_000, "Minimum number of pixels above threshold for a detection"),
+        _COMPACT.number("npixpsf", 2.7, 1, 10_000, "Number of pixels sampling the instrumental PSF FWHM"),
+        _FITTING.number(
+            "psflimmin",
+            0.5,
+            0.0001,
+            100,
+            "Lower bound of the fitted source size, as a fraction of the initial size estimate",
+        ),
+        _FITTING.number(
+            "psflimmax",
+            2.0,
+            0.0001,
+            100,
+            "Upper bound of the fitted source size, as a fraction of the initial size estimate",
+        ),
         _RUN.flag("no-logredir", "Do not redirect the logs to a file in the job directory"),
     )
-    rules = (
-        NotGreaterThan("psflimmin", "psflimmax", "they bound the same fitted size"),
-    )
+    rules = (NotGreaterThan("psflimmin", "psflimmax", "they bound the same fitted size"),)

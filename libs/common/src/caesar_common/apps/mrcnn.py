@@ -35,9 +35,12 @@ class MrcnnApp(ContainerApp):
     memory_base_mb = 3072
     memory_per_image_mib = 16
     options = (
-        _DETECT.number("scoreThr", 0.7, 0, 1,
-                       "Detected object score threshold to select as final object"),
-        _DETECT.number("iouThr", 0.6, 0, 1,
-                       "Intersection-over-union threshold above which overlapping "
-                       "detections are merged into one object"),
+        _DETECT.number("scoreThr", 0.7, 0, 1, "Detected object score threshold to select as final object"),
+        _DETECT.number(
+            "iouThr",
+            0.6,
+            0,
+            1,
+            "Intersection-over-union threshold above which overlapping detections are merged into one object",
+        ),
     )

@@ -78,9 +78,7 @@ class SchedulerJobs:
 
     async def waiting(self, limit: int = 5000) -> list[Document]:
         cursor = (
-            self.collection.find(
-                {"phase": WAITING}, {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1}
-            )
+            self.collection.find({"phase": WAITING}, {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1})
             .sort("queued_at", ASCENDING)
             .limit(limit)
         )
