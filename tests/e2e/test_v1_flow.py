@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -57,6 +58,22 @@ async def test_aegean_job_recovers_injected_sources(
     )
     assert match.completeness(snr_min=10.0) >= 0.9
     assert match.reliability >= 0.9
+
+    # One trace from the HTTP request through the outbox to the scheduler and the runner.
+    traces = {name: trace_ids_of(stack, name, job_id) for name in ("api", "scheduler", "runner")}
+    assert all(traces.values()), traces
+    assert len(set().union(*traces.values())) == 1, traces
+
+
+def trace_ids_of(stack: Stack, service: str, job_id: str) -> set[str]:
+    """Trace ids of the JSON log lines a service wrote about one job."""
+    ids = set()
+    for line in (stack.root / "logs" / f"{service}.log").read_text().splitlines():
+        if job_id in line and line.startswith("{"):
+            record = json.loads(line)
+            if record.get("job_id") == job_id and "trace_id" in record:
+                ids.add(record["trace_id"])
+    return ids
 
 
 async def test_job_without_beam_fails_with_exit_code(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -13,11 +14,13 @@ from caesar_common.bus import runner_pool_queue
 from caesar_common.events import InputFile, RunJob
 from caesar_common.logging import get_logger
 from caesar_common.outbox import OutboxRelay, envelope_for
+from caesar_common.telemetry import context_from_carrier, tracer
 from caesar_scheduler.adapters.jobs import DISPATCHED, WAITING, SchedulerJobs
 from caesar_scheduler.domain.capacity import CapacityTable
 from caesar_scheduler.domain.fairshare import WaitingJob, pick_jobs
 
 log = get_logger(__name__)
+_tracer = tracer(__name__)
 
 DISPATCHES = Counter("caesar_scheduler_dispatches_total", "RunJob commands sent", ["pool"])
 WAITING_JOBS = Gauge("caesar_scheduler_waiting_jobs", "Admitted jobs waiting for a runner slot", ["pool"])
@@ -81,6 +84,11 @@ class Dispatcher:
         doc = await self._jobs.get(job_id)
         if doc is None or doc.get("phase") != WAITING:
             return False
+        with _tracer.start_as_current_span("dispatch", context=context_from_carrier(doc.get("trace") or {})):
+            return await self._send(doc, pool)
+
+    async def _send(self, doc: dict[str, Any], pool: str) -> bool:
+        job_id = doc["_id"]
         command = envelope_for(
             RunJob(
                 job_id=job_id,

@@ -23,6 +23,7 @@ from caesar_common.events import (
 from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
 from caesar_common.outbox import OutboxRelay, envelope_for
+from caesar_common.telemetry import current_trace_carrier
 from caesar_scheduler.adapters.jobs import (
     DISPATCHED,
     EARLY_CANCEL,
@@ -78,6 +79,8 @@ async def on_job_submitted(msg: JobSubmitted, deps: SchedulerDeps) -> None:
         "queued_at": now,
         "updated_at": now,
         "attempt": 1,
+        # The submission's trace context, so the later dispatch continues the same trace.
+        "trace": current_trace_carrier(),
     }
     app = get_app(msg.app)
     try:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler
+from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 
 from caesar_api.adapters.files_repo import FilesRepository
 from caesar_api.adapters.jobs_repo import JobsRepository
@@ -124,6 +125,11 @@ def create_app(settings: ApiSettings) -> web.Application:
     """The api's aiohttp application (routes and middlewares; clients come at start-up)."""
     if settings.auth_enabled:
         raise ValueError("auth_enabled=true is not supported yet: refusing to serve without checking tokens")
+    # Every request becomes a server span (the instrumentor inserts its middleware first),
+    # whose context the events created while handling it carry on through the outbox.
+    instrumentor = AioHttpServerInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
     app = web.Application(middlewares=[json_errors, require_ready])
     app[SETTINGS_KEY] = settings
     app.on_startup.append(_wire)
