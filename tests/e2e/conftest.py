@@ -46,6 +46,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         CAESAR_RUNNER_TIMEOUT_S="6",
         CAESAR_WATCHDOG_INTERVAL_S="1",
         CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
+        CAESAR_RETRY_BACKOFF_S="1",
+        CAESAR_ENABLE_TEST_APPS="true",
     )
 
 
@@ -93,3 +95,11 @@ async def wait_state(
             return body
         await asyncio.sleep(0.3)
     raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout_s} s")
+
+
+async def timeline(http: aiohttp.ClientSession, stack: Stack, job_id: str) -> list[dict[str, Any]]:
+    """The monitor's timeline of a job (every transition with its attempt and runner)."""
+    async with http.get(f"http://127.0.0.1:{stack.ports['monitor']}/jobs/{job_id}/timeline") as resp:
+        assert resp.status == 200
+        body: list[dict[str, Any]] = await resp.json()
+        return body

@@ -14,7 +14,7 @@ import pytest
 
 from caesar_common.devstack import Stack
 from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
-from tests.e2e.conftest import status, submit, upload, wait_state
+from tests.e2e.conftest import status, submit, timeline, upload, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -139,18 +139,32 @@ async def test_twenty_concurrent_submissions_all_succeed(
     assert set(job_ids) <= listed
 
 
-async def test_killed_runner_leaves_no_job_running(
+async def test_job_of_a_killed_runner_completes_as_attempt_two(
     http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
 ) -> None:
-    image = tmp_path / "big2.fits"
-    write_simulation(SimulationSpec(size=2048, seed=6), image)
+    """SIGKILL the runner holding a job while a second runner is up: attempt 2 succeeds."""
+    stack.start("runner", instance="runner2")
+    stack.wait_ready("runner2")
+    image = tmp_path / "tiny.fits"
+    write_simulation(SimulationSpec(size=64, seed=1, n_sources=2), image)
     file_id = await upload(http, stack, image)
-    job_id = await submit(http, stack, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id})
+    job_id = await submit(
+        http, stack, {"app": "trivial", "job_inputs": {"seconds": 8}, "data_inputs": file_id}
+    )
     await wait_state(http, stack, job_id, {"RUNNING"}, timeout_s=60)
 
-    stack.kill("runner")
-    final = await wait_state(http, stack, job_id, timeout_s=60)
-    assert final["state"] in {"FAILURE", "ABORTED"}, final
-    # Bring the runner back for whatever runs after this test.
-    stack.start("runner")
-    stack.wait_ready("runner")
+    runner_id = next(e["runner_id"] for e in await timeline(http, stack, job_id) if e.get("runner_id"))
+    holder = next(k for k in ("runner", "runner2") if runner_id.endswith(f"-{stack.procs[k].pid}"))
+    stack.kill(holder)
+
+    final = await wait_state(http, stack, job_id, timeout_s=90)
+    assert final["state"] == "SUCCESS", final
+    events = await timeline(http, stack, job_id)
+    assert {e["attempt"] for e in events if e.get("attempt")} == {1, 2}
+    lost = [e for e in events if e["attempt"] == 1 and e["state"] == "FAILURE"]
+    assert lost
+    assert lost[0]["reason"] == "runner lost"
+    assert [e["state"] for e in events if e["attempt"] == 2][-1] == "SUCCESS"
+    # The surviving runner keeps serving; bring the killed one back for later tests.
+    stack.start("runner", instance=holder)
+    stack.wait_ready(holder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from collections.abc import AsyncIterator
@@ -403,3 +404,30 @@ async def test_apps_and_describe(api: RunningApi) -> None:
     resp = await api.client.get(f"{V1}/app/nope/describe")
     assert resp.status == 400
     assert await resp.json() == {"status": "Unknown app nope!"}
+
+
+async def test_provisional_failure_is_never_shown(api: RunningApi) -> None:
+    """A retryable failure (runner lost) is undone by a retry: clients only see the retry."""
+    file_id = await upload(api)
+    job_id = (await submit(api, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id}))["job_id"]
+    await publish_state(api, job_id, JobState.RUNNING, pid=7, runner_id="r1")
+
+    async def state_is(expected: str) -> bool:
+        return (await status(api, job_id))["state"] == expected
+
+    await eventually(lambda: state_is("RUNNING"), what="RUNNING")
+    await publish_state(api, job_id, JobState.FAILURE, reason="runner lost", retryable=True)
+    # The projection handles the failure within milliseconds; for a while the job must
+    # still read RUNNING (a broken projection shows FAILURE here).
+    seen = []
+    for _ in range(30):
+        seen.append((await status(api, job_id))["state"])
+        await asyncio.sleep(0.05)
+    await publish_state(api, job_id, JobState.QUEUED, attempt=2)
+    await eventually(lambda: state_is("QUEUED"), what="attempt 2 QUEUED")
+    await publish_state(api, job_id, JobState.SUCCESS, attempt=2, exit_code=0, elapsed_s=1.5)
+    await eventually(lambda: state_is("SUCCESS"), what="attempt 2 SUCCESS")
+    assert set(seen) == {"RUNNING"}
+    final = await status(api, job_id)
+    assert final["pid"] == ""  # attempt 2's record starts clean: no pid of attempt 1
+    assert final["exit_code"] == 0

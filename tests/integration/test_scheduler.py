@@ -36,6 +36,8 @@ async def scheduler(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncItera
         mongo_url=mongo_url,
         mongo_db_prefix=db_prefix,
         dispatch_interval_s=0.2,
+        retry_backoff_s=0.2,
+        max_attempts=2,
         outbox_sweep_interval_s=0.5,
     )
     runtime = ServiceRuntime("scheduler", settings, indexes=INDEXES, outbox_collections=[COLLECTION])
@@ -201,3 +203,66 @@ async def test_duplicate_submission_is_ignored(scheduler: ServiceRuntime, bus: B
     await bus.publish(heartbeat(4))
     assert len(await read_commands(amqp_url, 2, timeout_s=2)) == 1
     assert await scheduler.relay.pending() == 0
+
+
+def lost(job_id: str, attempt: int) -> Envelope:
+    return Envelope.wrap(
+        JobStateChanged(
+            job_id=job_id,
+            owner="alice",
+            app="aegean",
+            attempt=attempt,
+            state=JobState.FAILURE,
+            reason="runner lost",
+            retryable=True,
+            changed_at=datetime.now(UTC),
+        ),
+        "monitor",
+    )
+
+
+async def test_lost_runner_is_retried_then_aborted(
+    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+) -> None:
+    """Attempt 1 lost -> QUEUED attempt 2 and re-dispatched; attempt 2 lost -> ABORTED (limit 2)."""
+    job_id = "77777777-7777-4777-8777-777777777777"
+    async with EventTap(amqp_url, ["job.state.*"]) as tap:
+        await bus.publish(submitted(job_id))
+        await bus.publish(heartbeat(4))
+        first = await read_commands(amqp_url, 1)
+        assert first[0].attempt == 1
+
+        await bus.publish(lost(job_id, 1))
+        await bus.publish(lost(job_id, 1))  # a duplicate must not open a third attempt
+        retry = await tap.wait_for(lambda e: e.data["state"] == "QUEUED" and e.data["attempt"] == 2)
+        assert "runner lost" in retry.data["reason"]
+        second = await read_commands(amqp_url, 2, timeout_s=3)
+        assert [c.attempt for c in second] == [2]
+
+        await bus.publish(lost(job_id, 2))
+        aborted = await tap.wait_for(lambda e: e.data["state"] == "ABORTED")
+        assert aborted.data["attempt"] == 2
+        assert "gave up after 2 attempts" in aborted.data["reason"]
+        await asyncio.sleep(0.5)
+    assert [e.data["attempt"] for e in tap.received if e.data["state"] == "QUEUED"] == [1, 2]
+
+
+async def test_app_failure_is_not_retried(scheduler: ServiceRuntime, bus: Bus, amqp_url: str) -> None:
+    job_id = "88888888-8888-4888-8888-888888888888"
+    async with EventTap(amqp_url, ["job.state.queued"]) as tap:
+        await bus.publish(submitted(job_id))
+        await bus.publish(heartbeat(4))
+        await read_commands(amqp_url, 1)
+        failure = JobStateChanged(
+            job_id=job_id,
+            owner="alice",
+            app="aegean",
+            attempt=1,
+            state=JobState.FAILURE,
+            exit_code=1,
+            changed_at=datetime.now(UTC),
+        )
+        await bus.publish(Envelope.wrap(failure, "runner"))
+        await asyncio.sleep(1.5)
+    assert [e.data["attempt"] for e in tap.received] == [1]
+    assert await read_commands(amqp_url, 1, timeout_s=1) == []

@@ -16,8 +16,8 @@ undecodable messages straight to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,27 @@ class QueueSpec:
         }
 
 
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key]
+                del self._locks[key]
+
+
 class Subscription:
     """A running consumer that can be paused and resumed (a full runner pauses)."""
 
@@ -128,6 +149,7 @@ class Bus:
         self._in_hand = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._subject_locks = KeyedLocks()
 
     @property
     def service(self) -> str:
@@ -232,7 +254,11 @@ class Bus:
         self._in_hand += 1
         self._idle.clear()
         try:
-            await self._handle(queue, envelope, message, handler)
+            # Messages about one subject (a job, a file) are handled one at a time in
+            # this process: their guarded writes then never race each other, and events
+            # of one job are applied in delivery order. Different subjects run in parallel.
+            async with self._subject_locks.hold(envelope.subject):
+                await self._handle(queue, envelope, message, handler)
         finally:
             self._in_hand -= 1
             if self._in_hand == 0:

@@ -42,7 +42,15 @@ async def build(runtime: ServiceRuntime, settings: SchedulerSettings) -> Schedul
         interval_s=settings.dispatch_interval_s,
         max_active_per_user=settings.max_active_per_user,
     )
-    deps = SchedulerDeps(jobs, runtime.relay, capacity, settings.pools, dispatcher.wake)
+    deps = SchedulerDeps(
+        jobs,
+        runtime.relay,
+        capacity,
+        settings.pools,
+        dispatcher.wake,
+        max_attempts=settings.max_attempts,
+        retry_backoff_s=settings.retry_backoff_s,
+    )
     # Declare the pools' command queues so no RunJob is dropped before a runner exists.
     for pool in settings.pools:
         await runtime.bus.declare(QueueSpec(runner_pool_queue(pool)))

@@ -64,7 +64,7 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """One round: for each pool, fill its free slots; return how many jobs were sent."""
         now = datetime.now(UTC)
-        waiting = await self._jobs.waiting()
+        waiting = await self._jobs.waiting(now)
         active = await self._jobs.active_by_pool_and_owner()
         sent = 0
         for pool in self._pools:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from caesar_common.apps import get_app
@@ -45,6 +45,8 @@ class SchedulerDeps:
     capacity: CapacityTable
     pools: Sequence[str]
     wake_dispatcher: Callable[[], None]
+    max_attempts: int = 3
+    retry_backoff_s: float = 5.0
 
 
 def state_event(doc: dict[str, Any], state: JobState, attempt: int, reason: str = "") -> Envelope:
@@ -137,6 +139,9 @@ async def on_state_changed(msg: JobStateChanged, deps: SchedulerDeps) -> None:
     held = JobPosition(doc["attempt"], JobState(doc["state"]), doc.get("retryable", False))
     if not supersedes(msg.position, held):
         return
+    if is_terminal(msg.state) and msg.retryable:
+        await _retry_or_give_up(doc, msg, deps)
+        return
     changes: dict[str, Any] = {
         "state": msg.state.value,
         "retryable": msg.retryable,
@@ -147,6 +152,40 @@ async def on_state_changed(msg: JobStateChanged, deps: SchedulerDeps) -> None:
         changes["reason"] = msg.reason
     expect = {"attempt": doc["attempt"], "state": doc["state"], "phase": doc["phase"]}
     if await deps.jobs.transition(msg.job_id, expect, changes) and is_terminal(msg.state):
+        deps.wake_dispatcher()
+
+
+async def _retry_or_give_up(doc: dict[str, Any], msg: JobStateChanged, deps: SchedulerDeps) -> None:
+    """An infrastructure failure (runner lost): a new attempt with backoff, or ABORTED.
+
+    An app's own non-zero exit is never retried: only events flagged ``retryable`` get
+    here. The decision and its event are one guarded update, so a duplicate of the
+    failure (or a second scheduler) cannot open two new attempts.
+    """
+    attempt = doc["attempt"]
+    now = datetime.now(UTC)
+    expect = {"attempt": attempt, "phase": doc["phase"], "state": doc["state"]}
+    if attempt < deps.max_attempts:
+        delay = timedelta(seconds=deps.retry_backoff_s * 2 ** (attempt - 1))
+        reason = f"attempt {attempt} failed ({msg.reason}); retrying"
+        event = state_event(doc, JobState.QUEUED, attempt + 1, reason)
+        changes: dict[str, Any] = {
+            "phase": WAITING,
+            "attempt": attempt + 1,
+            "state": JobState.QUEUED.value,
+            "retryable": False,
+            "reason": reason,
+            "queued_at": now + delay,
+            "updated_at": now,
+        }
+        log.warning("retrying job", job_id=doc["_id"], attempt=attempt + 1, reason=msg.reason)
+    else:
+        reason = f"gave up after {attempt} attempts: {msg.reason}"
+        event = state_event(doc, JobState.ABORTED, attempt, reason)
+        changes = {"phase": FINISHED, "state": JobState.ABORTED.value, "reason": reason, "updated_at": now}
+        log.error("job aborted", job_id=doc["_id"], reason=reason)
+    if await deps.jobs.transition(doc["_id"], expect, changes, [event]):
+        deps.relay.kick(deps.jobs.collection, doc["_id"])
         deps.wake_dispatcher()
 
 

@@ -23,3 +23,11 @@ class SchedulerSettings(ServiceSettings):
     max_active_per_user: int = Field(
         0, title="Per-user cap on dispatched jobs", description="0 means no cap beyond fair share."
     )
+    max_attempts: int = Field(
+        3,
+        title="Attempts per job",
+        description="A job whose runner was lost is retried as new attempts, up to this many in all.",
+    )
+    retry_backoff_s: float = Field(
+        5.0, title="Retry backoff", description="Delay before attempt n+1 is dispatched: backoff * 2^(n-1)."
+    )

@@ -7,6 +7,7 @@ the one ``GET /apps`` lists, the old service's order first.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -16,6 +17,7 @@ from caesar_common.apps.base import App
 from caesar_common.apps.caesar import CaesarApp
 from caesar_common.apps.cutex import CutexApp
 from caesar_common.apps.mrcnn import MrcnnApp
+from caesar_common.apps.trivial import TrivialApp
 
 __all__ = ["APPS", "app_names", "get_app"]
 
@@ -26,7 +28,11 @@ _ALL: Final[tuple[App, ...]] = (
     CutexApp(),
 )
 
-APPS: Final[Mapping[str, App]] = MappingProxyType({app.name: app for app in _ALL})
+# Test-only apps, for soak and chaos runs; a production deployment never sets this.
+TEST_APPS_ENABLED: Final = os.environ.get("CAESAR_ENABLE_TEST_APPS", "").lower() == "true"
+_TEST_APPS: Final[tuple[App, ...]] = (TrivialApp(),) if TEST_APPS_ENABLED else ()
+
+APPS: Final[Mapping[str, App]] = MappingProxyType({app.name: app for app in (*_ALL, *_TEST_APPS)})
 """Every known app by name, including those no runner of this deployment can run."""
 
 

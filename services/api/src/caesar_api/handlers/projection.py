@@ -5,7 +5,7 @@ from __future__ import annotations
 from caesar_api.adapters.jobs_repo import JobsRepository, position_of
 from caesar_api.domain.projection import transition_fields
 from caesar_common.events import JobStateChanged
-from caesar_common.jobstate import supersedes
+from caesar_common.jobstate import is_terminal, supersedes
 from caesar_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,6 +25,10 @@ async def apply_job_state(jobs: JobsRepository, event: JobStateChanged) -> bool:
     read, so two consumers applying different events never lose one: the loser of a race
     re-reads and decides again.
     """
+    if event.retryable and is_terminal(event.state):
+        # Provisional: the scheduler either retries the job (a new attempt) or closes it
+        # for good (ABORTED). Clients must never see a terminal state that is undone.
+        return False
     for _ in range(RACE_TRIES):
         job = await jobs.get_any(event.job_id)
         if job is None:

@@ -76,9 +76,13 @@ class SchedulerJobs:
         result = await self.collection.update_one({"_id": job_id, **expect}, update)
         return result.modified_count == 1
 
-    async def waiting(self, limit: int = 5000) -> list[Document]:
+    async def waiting(self, now: datetime, limit: int = 5000) -> list[Document]:
+        """Jobs ready to dispatch (a retry's backoff shows as a ``queued_at`` in the future)."""
         cursor = (
-            self.collection.find({"phase": WAITING}, {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1})
+            self.collection.find(
+                {"phase": WAITING, "queued_at": {"$lte": now}},
+                {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1},
+            )
             .sort("queued_at", ASCENDING)
             .limit(limit)
         )

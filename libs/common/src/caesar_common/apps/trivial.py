@@ -1,0 +1,50 @@
+"""``trivial``: a test-only app that sleeps and exits with a chosen code.
+
+It exists for soak runs, chaos tests and benchmarks of the service itself, where a real
+finder's minutes of CPU would hide what is being measured. It is registered only when
+``CAESAR_ENABLE_TEST_APPS=true`` (see :mod:`caesar_common.apps.registry`), never in a
+production deployment.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Final
+
+from caesar_common.apps.base import App, OptionGroup, PlanContext, Resources, Step, ValidatedParams
+
+__all__ = ["TrivialApp"]
+
+_RUN = OptionGroup("RUN")
+
+# Sleeps, writes a small result file (so outputs are not empty) and exits with the code.
+_SCRIPT: Final = (
+    "import sys, time\n"
+    "time.sleep(float(sys.argv[1]))\n"
+    "open('result.txt', 'w').write('slept ' + sys.argv[1] + ' s\\n')\n"
+    "sys.exit(int(sys.argv[2]))\n"
+)
+
+
+class TrivialApp(App):
+    """Sleep for ``seconds`` then exit with ``exit-code`` (tests only)."""
+
+    name = "trivial"
+    version = "1"
+    description = "Test-only app: sleeps, writes result.txt and exits with the given code."
+    executors = frozenset({"local", "slurm"})
+    default_wall_time_s = 600
+    options = (
+        _RUN.number("seconds", 0.1, 0, 3600, "Seconds to sleep"),
+        _RUN.integer("exit-code", 0, 0, 255, "Exit code of the process"),
+    )
+
+    def plan(self, params: ValidatedParams, ctx: PlanContext) -> list[Step]:
+        self._check_params(params)
+        values = params.effective
+        python = str(ctx.bin_dir / "python") if (ctx.bin_dir / "python").exists() else sys.executable
+        argv = (python, "-c", _SCRIPT, str(float(values["seconds"])), str(values["exit-code"]))
+        return [Step("sleep", argv)]
+
+    def resources(self, params: ValidatedParams, image_bytes: int) -> Resources:
+        return Resources(cores=1, memory_mb=128)
