@@ -63,7 +63,7 @@ step() {
 step ruff .venv/bin/ruff check .
 step mypy .venv/bin/mypy libs/common/src services/*/src
 # Exit 5 (no tests collected) is non-zero, so it fails too, as it should.
-step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e "$@"
+step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e tests/chaos "$@"
 
 printf '\n=== summary\n'
 printf '%s\n' "${results[@]}"
