@@ -156,6 +156,13 @@ class Bus:
         return self._service
 
     @property
+    def connection(self) -> AbstractRobustConnection:
+        """The broker connection (for tools such as the dead-letter inspector)."""
+        if self._connection is None:
+            raise RuntimeError("bus is not connected")
+        return self._connection
+
+    @property
     def is_connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 

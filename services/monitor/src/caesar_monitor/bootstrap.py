@@ -7,12 +7,14 @@ from functools import partial
 
 from pymongo import IndexModel
 
+from caesar_common.deadletters import depths
 from caesar_common.runtime import ServiceRuntime
 from caesar_monitor.adapters.runners import RUNNER_INDEXES, RUNNERS, RunnerRepository
 from caesar_monitor.adapters.timelines import TIMELINE_INDEXES, TIMELINES, TimelineRepository
 from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE, dispatcher
 from caesar_monitor.entrypoints.loops import every
 from caesar_monitor.handlers import MonitorDeps, refresh_gauges
+from caesar_monitor.metrics import DEAD_LETTERS
 from caesar_monitor.settings import MonitorSettings
 from caesar_monitor.watchdog import sweep
 
@@ -49,3 +51,13 @@ async def build(runtime: ServiceRuntime) -> None:
         every(deps.settings.metrics_interval_s, partial(refresh_gauges, deps), "gauges"),
         "gauges",
     )
+    runtime.spawn(
+        every(deps.settings.metrics_interval_s, partial(refresh_dead_letters, runtime), "dead letters"),
+        "dead-letters",
+    )
+
+
+async def refresh_dead_letters(runtime: ServiceRuntime) -> None:
+    """Export the depth of every dead-letter queue (poison messages need an operator)."""
+    for queue, count in (await depths(runtime.bus.connection)).items():
+        DEAD_LETTERS.labels(queue).set(count)

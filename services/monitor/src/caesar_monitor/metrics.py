@@ -65,3 +65,10 @@ def set_runner_slots(slots: Mapping[str, tuple[int, int]]) -> None:
     for pool, (total, free) in slots.items():
         RUNNER_SLOTS.labels(pool, "total").set(total)
         RUNNER_SLOTS.labels(pool, "free").set(free)
+
+
+DEAD_LETTERS = Gauge(
+    "caesar_dead_letter_messages",
+    "Messages waiting in each service queue's dead-letter queue (an operator must look)",
+    ["queue"],
+)
