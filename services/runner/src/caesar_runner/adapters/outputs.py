@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ def stage_input(source: Path, job_dir: Path) -> Path:
     """Link the input into the job directory so finders write their side files there."""
     job_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     target = job_dir / source.name
-    if not target.exists():
+    # Another attempt of the same job (its runner wrongly presumed lost) may link it first.
+    with contextlib.suppress(FileExistsError):
         os.symlink(source, target)
     return target
 
@@ -61,6 +64,7 @@ def remove_outputs(job_dir: Path, names: Iterable[str]) -> None:
 
 
 def write_manifest(job_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = job_dir / (MANIFEST + ".tmp")
+    # A name of our own: two attempts finishing together must not rename each other's file.
+    tmp = job_dir / f"{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, default=str))
     tmp.replace(job_dir / MANIFEST)
