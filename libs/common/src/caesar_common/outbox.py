@@ -184,14 +184,14 @@ class OutboxRelay:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
-        """Sweep periodically; while the broker or database fails, back off up to 30 s."""
+        """Sweep periodically; while the broker or database fails, back off up to 10 s."""
         delay = self._sweep_interval_s
         while True:
             await asyncio.sleep(delay)
             try:
                 await self.sweep_once()
             except Exception as exc:  # noqa: BLE001 - keep sweeping whatever happens
-                delay = min(max(delay, self._sweep_interval_s) * 2, 30.0)
+                delay = min(max(delay, self._sweep_interval_s) * 2, 10.0)
                 log.warning("outbox sweep failed", error=repr(exc), retry_in_s=delay)
             else:
                 delay = self._sweep_interval_s
