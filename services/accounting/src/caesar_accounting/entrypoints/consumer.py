@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from caesar_accounting.handlers import HANDLERS, AccountingDeps
 from caesar_common.bus import Handler, QueueSpec
-from caesar_common.events import Envelope, decode
-from caesar_common.logging import get_logger
-
-log = get_logger(__name__)
+from caesar_common.dispatch import route_by_type
 
 # Only final states matter to accounting; STARTED/RUNNING/QUEUED/HELD are not bound.
 ACCOUNTING_QUEUE = QueueSpec(
@@ -26,16 +23,4 @@ ACCOUNTING_QUEUE = QueueSpec(
 
 
 def dispatcher(deps: AccountingDeps) -> Handler:
-    async def dispatch(envelope: Envelope) -> None:
-        try:
-            message = decode(envelope)
-        except KeyError:
-            log.info("unknown event type ignored", type=envelope.type, event_id=envelope.id)
-            return
-        handler = HANDLERS.get(type(message))
-        if handler is None:
-            log.info("event without accounting handler ignored", type=envelope.type)
-            return
-        await handler(message, envelope, deps)
-
-    return dispatch
+    return route_by_type(HANDLERS, deps)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from caesar_common.bus import Handler, QueueSpec
-from caesar_common.events import Envelope, decode
-from caesar_common.logging import get_logger
+from caesar_common.dispatch import route_by_type
+from caesar_common.events import Envelope
 from caesar_monitor import metrics
 from caesar_monitor.handlers import HANDLERS, MonitorDeps
-
-log = get_logger(__name__)
 
 MONITOR_QUEUE = QueueSpec(
     "monitor.events",
@@ -17,22 +15,12 @@ MONITOR_QUEUE = QueueSpec(
 
 
 def dispatcher(deps: MonitorDeps) -> Handler:
-    """The bus handler: measure the event's lag, decode it, run its handler."""
+    """The bus handler: measure the event's lag, then route it to its handler."""
+    route = route_by_type(HANDLERS, deps)
 
     async def dispatch(envelope: Envelope) -> None:
         lag = (deps.clock() - envelope.time).total_seconds()
         metrics.EVENT_LAG.observe(max(0.0, lag))
-        try:
-            message = decode(envelope)
-        except KeyError:
-            # A newer producer's event type: not ours to understand, and no reason to
-            # dead-letter it either.
-            log.info("unknown event type ignored", type=envelope.type, event_id=envelope.id)
-            return
-        handler = HANDLERS.get(type(message))
-        if handler is None:
-            log.info("event without monitor handler ignored", type=envelope.type)
-            return
-        await handler(message, envelope, deps)
+        await route(envelope)
 
     return dispatch

@@ -1,0 +1,39 @@
+"""From an envelope to the handler of its message type (the services' message router).
+
+Handlers are plain functions ``handler(message, envelope, deps)``; a service keeps a dict
+from message types to handlers and builds its bus handler with :func:`route_by_type`.
+Event types a service does not know (a newer producer's) or does not handle are acked
+and dropped, not dead-lettered: they are not errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from caesar_common.bus import Handler
+from caesar_common.events import Envelope, Message, decode
+from caesar_common.logging import get_logger
+
+log = get_logger(__name__)
+
+D = TypeVar("D")
+MessageHandler = Callable[[Any, Envelope, D], Awaitable[None]]
+
+
+def route_by_type(handlers: Mapping[type[Message], MessageHandler[D]], deps: D) -> Handler:
+    """A bus handler that decodes the envelope and calls the handler of its type."""
+
+    async def dispatch(envelope: Envelope) -> None:
+        try:
+            message = decode(envelope)
+        except KeyError:
+            log.info("unknown event type ignored", type=envelope.type, event_id=envelope.id)
+            return
+        handler = handlers.get(type(message))
+        if handler is None:
+            log.debug("event type not handled here", type=envelope.type)
+            return
+        await handler(message, envelope, deps)
+
+    return dispatch
