@@ -13,16 +13,20 @@ help: ## list the targets
 install: ## install RabbitMQ, uv, secantusdb and the project venv
 	scripts/infra.sh install
 
-up: install ## start infra and all services, run the demo, print the URLs
+up: install ## start infra and all services, run the demo, print the URLs (CAESAR_AUTH_ENABLED=true: with Keycloak)
 	scripts/infra.sh start
+	if [[ "$${CAESAR_AUTH_ENABLED:-false}" == true ]]; then scripts/keycloak.sh start; fi
 	scripts/services.sh start
-	$(PY) scripts/demo.py
+	if [[ "$${CAESAR_AUTH_ENABLED:-false}" == true ]]; then \
+	  echo "auth on: get a token with: scripts/keycloak.sh token alice alice-dev-password"; \
+	else $(PY) scripts/demo.py; fi
 	@echo "api:     $(API)/caesar/api/v1.0/apps"
 	@echo "docs:    $(API)/docs"
 	@echo "metrics: $(API)/metrics"
 
 down: ## stop all services and the infrastructure
 	scripts/services.sh stop
+	scripts/keycloak.sh stop
 	scripts/infra.sh stop
 
 test: ## full suite as CI runs it (ruff, mypy, pytest with live infra)
@@ -39,6 +43,7 @@ bench: ## run the benchmarks (bench/results/)
 
 status: ## what runs: infrastructure and services
 	@scripts/infra.sh status
+	@scripts/keycloak.sh status
 	@scripts/services.sh status
 
 logs: ## follow the service logs

@@ -36,6 +36,8 @@ cleanup() {
   local rc=$?
   set +e
   kill_marked
+  "$REPO/scripts/keycloak.sh" stop --tag test
+  "$REPO/scripts/slurm.sh" stop --tag test
   "$REPO/scripts/infra.sh" stop --tag test
   exit "$rc"
 }
@@ -43,6 +45,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 scripts/infra.sh install start --tag test || die "infrastructure did not come up"
+scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come up"
+# The auth tests need the real Keycloak; with it up they must not skip.
+scripts/keycloak.sh start --tag test || die "Keycloak did not come up"
+export CAESAR_TEST_REQUIRE_KEYCLOAK=1
 export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_TEST_RUN_ID="$RUN_ID"
 
 results=()
@@ -63,7 +69,7 @@ step() {
 step ruff .venv/bin/ruff check .
 step mypy .venv/bin/mypy libs/common/src services/*/src
 # Exit 5 (no tests collected) is non-zero, so it fails too, as it should.
-step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e tests/chaos "$@"
+step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e tests/chaos tests/fuzz "$@"
 
 printf '\n=== summary\n'
 printf '%s\n' "${results[@]}"

@@ -76,18 +76,18 @@ def trace_ids_of(stack: Stack, service: str, job_id: str) -> set[str]:
     return ids
 
 
-async def test_job_without_beam_fails_with_exit_code(
+async def test_job_without_beam_is_refused_at_submit(
     http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
 ) -> None:
+    # Issue 3: refused before it wastes a slot (it used to run and fail with an exit code).
     image = tmp_path / "nobeam.fits"
     write_simulation(SimulationSpec(size=128, seed=3, with_beam_keywords=False), image)
     file_id = await upload(http, stack, image)
-    job_id = await submit(
-        http, stack, {"app": "aegean", "job_inputs": {"inputfile": f"/data/{file_id}.fits"}}
-    )
-    final = await wait_state(http, stack, job_id)
-    assert final["state"] == "FAILURE", final
-    assert final["exit_code"] not in (0, None)
+    payload = {"app": "aegean", "job_inputs": {"inputfile": f"/data/{file_id}.fits"}}
+    async with http.post(f"{stack.v1}/job", json=payload) as resp:
+        body = await resp.json()
+    assert resp.status == 400, body
+    assert "BMAJ" in body["status"]
 
 
 async def test_cancel_queued_and_running_jobs(

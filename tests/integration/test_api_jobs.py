@@ -186,6 +186,7 @@ async def test_status_follows_events_forward_only(api: RunningApi, vhost: Vhost)
         "exit_code": 0,
         "job_id": job_id,
         "pid": "11539",
+        "pool": "local",
         "state": "SUCCESS",
         "status": "Process terminated with success",
         "tag": "",

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import aio_pika
@@ -15,6 +16,7 @@ from caesar_common.bus import Bus, QueueSpec
 from caesar_common.deadletters import depths, list_dead_letters, replay
 from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_monitor.bootstrap import refresh_dead_letters
+from tests.integration.api_support import api_settings, running_api
 
 
 async def test_poison_message_is_listed_and_replayed(amqp_url: str) -> None:
@@ -73,3 +75,37 @@ def test_cli_lists_dead_letters(amqp_url: str) -> None:
         timeout=60,
     )
     assert out.stdout.strip().endswith("0 dead-lettered message(s)")
+
+
+async def test_admin_routes_list_and_replay(
+    tmp_path: Path, amqp_url: str, mongo_url: str, db_prefix: str
+) -> None:
+    """The api's operator routes over a real dead-lettered message (auth off: local operator)."""
+    async with running_api(api_settings(tmp_path, amqp_url, mongo_url, db_prefix)) as api:
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            channel = await connection.channel()
+            await channel.declare_queue(
+                "monitor.events.dlq", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await channel.declare_queue("monitor.events", durable=True, arguments={"x-queue-type": "quorum"})
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"{not json", message_id="poison-1"), routing_key="monitor.events.dlq"
+            )
+            listed = await api.client.get("/api/v2/admin/dead-letters")
+            assert listed.status == 200
+            letters = (await listed.json())["dead_letters"]
+            assert [(d["dead_letter_queue"], d["message_id"]) for d in letters] == [
+                ("monitor.events.dlq", "poison-1")
+            ]
+            assert (await api.client.get("/api/v2/admin/dead-letters?limit=0")).status == 400
+            unknown = await api.client.post("/api/v2/admin/dead-letters/..%2Fetc/replay")
+            assert unknown.status == 404
+            replayed = await api.client.post("/api/v2/admin/dead-letters/monitor.events/replay")
+            assert await replayed.json() == {"queue": "monitor.events", "replayed": 1}
+            queue = await channel.get_queue("monitor.events")
+            message = await queue.get(timeout=5)
+            assert message.body == b"{not json"
+            await message.ack()
+        finally:
+            await connection.close()

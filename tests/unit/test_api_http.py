@@ -42,9 +42,14 @@ async def test_health_and_docs_answer_before_readiness(client: TestClient[Any, A
     assert await resp.json() == {"status": "Not found"}
 
 
-def test_auth_on_is_refused_until_implemented() -> None:
-    with pytest.raises(ValueError, match="auth_enabled"):
-        create_app(ApiSettings(auth_enabled=True))
+def test_auth_on_builds_a_token_verifier() -> None:
+    from caesar_api.entrypoints.http import VERIFIER_KEY
+
+    app = create_app(ApiSettings(auth_enabled=True, keycloak_url="http://kc:8180/", keycloak_realm="r"))
+    verifier = app[VERIFIER_KEY]
+    assert verifier.issuer == "http://kc:8180/realms/r"
+    assert verifier.audience == "caesar-api"
+    assert VERIFIER_KEY not in create_app(ApiSettings())
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

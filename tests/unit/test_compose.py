@@ -52,10 +52,9 @@ API_AUTH_ENV = {
     "CAESAR_KEYCLOAK_REALM": "caesar",
     "CAESAR_KEYCLOAK_AUDIENCE": "caesar-api",
 }
-# Keycloak settings that compose already passes to the api but that ApiSettings does not
-# define yet: Keycloak auth arrives in a later issue. This is the only exception to "every
-# CAESAR_* variable is a settings field"; delete each name once ApiSettings has it.
-PENDING_API_SETTINGS = frozenset({"CAESAR_KEYCLOAK_URL", "CAESAR_KEYCLOAK_REALM", "CAESAR_KEYCLOAK_AUDIENCE"})
+# CAESAR_* variables compose passes to the api that ApiSettings does not define yet (none:
+# every CAESAR_* variable must be a settings field; add a name here only while it lands).
+PENDING_API_SETTINGS: frozenset[str] = frozenset()
 
 FROM_RE = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<name>\S+))?\s*$", re.I)
 READYZ_RE = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(?P<port>\d+)/readyz")
@@ -507,7 +506,12 @@ def test_keycloak_imports_the_caesar_realm(services: dict[str, Any]) -> None:
         if mapper["protocolMapper"] == "oidc-audience-mapper"
     ]
     assert audiences == [environment(services["api"])["CAESAR_KEYCLOAK_AUDIENCE"]]
-    assert not realm.get("users"), "users come with a later issue"
+    # Development users: at least two ordinary users and one admin, with passwords.
+    users = realm["users"]
+    roles = [set(user.get("realmRoles", [])) for user in users]
+    assert sum(1 for r in roles if "user" in r and "admin" not in r) >= 2
+    assert sum(1 for r in roles if "admin" in r) >= 1
+    assert all(user["credentials"][0]["type"] == "password" for user in users)
 
 
 # --------------------------------------------------------------------------- docker compose

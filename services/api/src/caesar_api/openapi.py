@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from caesar_api.auth.public import is_public
 from caesar_api.settings import ApiSettings
 from caesar_common.jobstate import JobState
 
@@ -206,6 +207,7 @@ def _schemas(settings: ApiSettings) -> dict[str, Schema]:
                 "exit_code": {"type": "integer", "nullable": True},
                 "job_id": {"type": "string"},
                 "pid": {"type": "string", "description": "'' if unknown."},
+                "pool": {"type": "string", "description": "Executor pool (local, slurm) once chosen."},
                 "state": {"type": "string", "enum": states},
                 "status": {"type": "string"},
                 "tag": {"type": "string"},
@@ -325,6 +327,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
                     "400": _error("No file part, empty filename, or a .fits that is not FITS."),
                     "413": _error(f"Larger than {settings.max_upload_bytes} bytes."),
                     "415": _error("Format not allowed."),
+                    "507": _error("No room to store it (disk full or quota); nothing was kept."),
                 },
                 tag=file_ops,
                 operation_id="uploadFile",
@@ -519,6 +522,12 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
         "/readyz": {"get": ready, "head": head(ready)},
         "/metrics": {"get": metrics, "head": head(metrics)},
     }
+    from caesar_api.openapi_admin import admin_paths  # no import cycle here
+    from caesar_api.openapi_results import result_paths, result_schemas
+
+    paths.update(result_paths())
+    paths.update(admin_paths())
+    _secure(paths)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -534,8 +543,43 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
             {"name": file_ops, "description": "Uploaded images."},
             {"name": app_ops, "description": "Source finders and their options."},
             {"name": job_ops, "description": "Jobs: submit, follow, cancel, outputs."},
-            {"name": ops, "description": "Health, readiness, metrics, documentation."},
+            {"name": ops, "description": "Health, readiness, metrics, documentation, dead letters."},
         ],
         "paths": paths,
-        "components": {"schemas": _schemas(settings)},
+        "components": {
+            "schemas": {**_schemas(settings), **result_schemas()},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "A Keycloak access token of the caesar realm whose audience is the api "
+                        "(when the deployment has authentication on). v1 clients may instead "
+                        "send it in an access_token form field; never in the query string."
+                    ),
+                }
+            },
+        },
     }
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Mark every non-public operation as needing a bearer token, with its 401/403/503.
+
+    Done here, over the finished paths, so routes other modules add are covered too.
+    """
+    unauthorized = {
+        **_error("Missing, expired or invalid token (WWW-Authenticate: Bearer)."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
+    for path, item in paths.items():
+        if is_public(path):
+            continue
+        for op in item.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            op["security"] = [{"bearerAuth": []}]
+            op["responses"].setdefault("401", unauthorized)
+            op["responses"].setdefault("403", _error("The token lacks the role the api requires."))
+            op["responses"].setdefault("503", _error("Service starting, or the realm's keys unavailable."))

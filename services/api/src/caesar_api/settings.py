@@ -49,6 +49,51 @@ class ApiSettings(ServiceSettings):
         title="Require bearer tokens",
         description="Off: every caller is the owner 'anonymous' (local use only).",
     )
+    keycloak_url: str = Field(
+        "http://127.0.0.1:8180",
+        title="Keycloak base URL",
+        description="Where the api fetches the realm's signing keys (the certs endpoint).",
+    )
+    keycloak_realm: str = Field("caesar", title="Keycloak realm")
+    keycloak_audience: str = Field(
+        "caesar-api",
+        title="Expected token audience",
+        description="Client id that must be in a token's 'aud'; tokens issued for others are refused.",
+    )
+    keycloak_issuer: str = Field(
+        "",
+        title="Expected token issuer",
+        description=(
+            "The 'iss' tokens must carry; empty: <keycloak_url>/realms/<realm>. Set it when the "
+            "api reaches Keycloak under another name than users do (compose: keycloak:8180 "
+            "vs localhost:8180)."
+        ),
+    )
+    admin_role: str = Field(
+        "admin", title="Admin realm role", description="Holders see and manage every user's files and jobs."
+    )
+    user_role: str = Field(
+        "user",
+        title="Realm role required to use the api",
+        description="A valid token without this role (or the admin role) gets 403; empty: any user.",
+    )
+    token_leeway_s: float = Field(
+        5.0, title="Clock skew allowed on exp/nbf", description="Seconds.", ge=0, le=300
+    )
+    jwks_refresh_interval_s: float = Field(
+        10.0,
+        title="Least time between key re-fetches",
+        description="An unknown key id re-fetches the realm's keys at most this often.",
+        gt=0,
+    )
+
+    @property
+    def expected_issuer(self) -> str:
+        """The issuer tokens must name: configured, or derived from the Keycloak URL."""
+        if self.keycloak_issuer:
+            return self.keycloak_issuer.rstrip("/")
+        return f"{self.keycloak_url.rstrip('/')}/realms/{self.keycloak_realm}"
+
     runnable_executors: Annotated[tuple[str, ...], NoDecode] = Field(
         ("local", "slurm"),
         title="Executor kinds this deployment has",

@@ -10,7 +10,7 @@ that have room (prefetch always equals the free slots).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from caesar_runner.adapters.outputs import (
     write_manifest,
 )
 from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
+from caesar_runner.finalize import finalize_step, read_record
 
 log = get_logger(__name__)
 SOURCE = "runner"
@@ -55,6 +56,7 @@ SLOTS = Gauge("caesar_runner_local_slots", "Job slots of this runner process", [
 class RunningJob:
     message: RunJob
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    handback: bool = False  # stopped by a runner shutdown, not by the user
     task: asyncio.Task[None] | None = None
 
 
@@ -155,6 +157,8 @@ class JobRunner:
             "runner_id": self.config.runner_id,
             "pool": self.config.pool,
             "claimed_at": datetime.now(UTC),
+            # What a restarted runner needs to resume tracking the attempt (Slurm).
+            "command": msg.model_dump(mode="json"),
         }
         refusal = self._refusal(msg)
         if await self._claims.is_canceled(msg.job_id):
@@ -194,13 +198,24 @@ class JobRunner:
             result, outputs = await self._execute(job)
         except Exception as exc:
             log.exception("job execution failed", job_id=msg.job_id)
-            result = ExecutionResult(JobState.FAILURE, None, 0.0, 0.0, 0, f"runner error: {exc}")
+            # Our failure, not the app's: retryable, so the scheduler tries another attempt.
+            result = ExecutionResult(
+                JobState.FAILURE, None, 0.0, 0.0, 0, f"runner error: {exc}", retryable=True
+            )
             outputs = []
+        if job.handback and result.state is JobState.CANCELED:
+            result = replace(
+                result,
+                state=JobState.FAILURE,
+                reason="the runner stopped before the job finished; handed back for retry",
+                retryable=True,
+            )
         try:
             event = self._event(
                 msg,
                 result.state,
                 reason=result.reason,
+                retryable=result.retryable,
                 exit_code=result.exit_code,
                 elapsed_s=round(result.elapsed_s, 3),
                 cpu_s=round(result.cpu_s, 3),
@@ -236,7 +251,12 @@ class JobRunner:
         job_dir = job_directory(self.config.jobs_root, msg.owner, msg.job_id)
         source = input_path(self.config.data_root, msg.owner, msg.input.file_id, msg.input.ext)
         staged = await asyncio.to_thread(stage_input, source, job_dir)
-        steps = app.plan(params, PlanContext(staged, job_dir, self.config.bin_dir))
+        ctx = PlanContext(staged, job_dir, self.config.bin_dir)
+        steps = app.plan(params, ctx)
+        # Harmonised catalogues + preview, as a job step (runs wherever the job runs).
+        final = finalize_step(msg.app, ctx)
+        if final is not None:
+            steps = [*steps, final]
         spec = JobSpec(
             job_id=msg.job_id,
             owner=msg.owner,
@@ -278,8 +298,40 @@ class JobRunner:
         await asyncio.to_thread(remove_outputs, job_dir, app.discardable_outputs(params))
         outputs = await asyncio.to_thread(describe_outputs, job_dir, {staged.name, MANIFEST})
         manifest["files"] = [o.model_dump() for o in outputs]
+        manifest["catalog"] = await asyncio.to_thread(read_record, job_dir)
         await asyncio.to_thread(write_manifest, job_dir, manifest)
         return result, outputs
+
+    async def resume_claims(self) -> int:
+        """Resume the attempts this runner id left running (executors that can reattach).
+
+        A Slurm job outlives the runner process that submitted it; with a stable
+        ``runner_id``, the restarted runner finds its claims, re-runs the executor (which
+        finds the Slurm job by its comment instead of submitting again) and reports the
+        outcome once: the terminal update is guarded by the claim's state.
+        """
+        if not getattr(self._executor, "reattaches", False):
+            return await self._report_orphaned_claims()
+        query = {
+            "runner_id": self.config.runner_id,
+            "state": {"$in": [JobState.STARTED.value, JobState.RUNNING.value]},
+        }
+        resumed = 0
+        docs = [doc async for doc in self._claims.collection.find(query)]  # slots may block below
+        for doc in docs:
+            if doc.get("pool") != self.config.pool or "command" not in doc:
+                continue
+            msg = RunJob.model_validate(doc["command"])
+            if msg.job_id in self.running:
+                continue
+            await self._free.acquire()
+            job = RunningJob(msg)
+            self.running[msg.job_id] = job
+            job.task = asyncio.get_running_loop().create_task(self._run(job))
+            resumed += 1
+            log.info("resumed a claimed attempt", job_id=msg.job_id, attempt=msg.attempt)
+        await self._adjust_consumer()
+        return resumed
 
     # -- background loops -------------------------------------------------------------
 
@@ -318,6 +370,42 @@ class JobRunner:
                         job.cancel.set()
             except Exception as exc:  # noqa: BLE001 - next round retries
                 log.warning("cancel check failed", error=repr(exc))
+
+    async def _report_orphaned_claims(self) -> int:
+        """Close the attempts a previous life of this runner id left running (local).
+
+        Local job processes die with their runner (``--pdeathsig``), so a claim still
+        STARTED or RUNNING under our id is an attempt nobody will finish: report it as a
+        retryable failure now rather than waiting for the monitor to notice.
+        """
+        query = {
+            "runner_id": self.config.runner_id,
+            "state": {"$in": [JobState.STARTED.value, JobState.RUNNING.value]},
+        }
+        closed = 0
+        async for doc in self._claims.collection.find(query):
+            if "command" not in doc:
+                continue
+            msg = RunJob.model_validate(doc["command"])
+            reason = "runner restarted; the attempt's processes died with it"
+            event = self._event(msg, JobState.FAILURE, reason=reason, retryable=True)
+            changes = {"state": JobState.FAILURE.value, "reason": reason, "finished_at": datetime.now(UTC)}
+            if await self._claims.update(doc["_id"], doc["state"], changes, [event]):
+                self._relay.kick(self._claims.collection, doc["_id"])
+                closed += 1
+                log.warning("orphaned attempt reported for retry", job_id=msg.job_id, attempt=msg.attempt)
+        return closed
+
+    async def hand_back(self, timeout_s: float = 30.0) -> int:
+        """Stop the jobs still running at shutdown and report them retryable (SIGTERM path)."""
+        jobs = list(self.running.values())
+        for job in jobs:
+            job.handback = True
+            job.cancel.set()
+        tasks = [j.task for j in jobs if j.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        return len(jobs)
 
     async def stop_accepting(self) -> None:
         self.accepting = False

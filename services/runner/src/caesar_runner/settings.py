@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from caesar_common.settings import ServiceSettings
 
@@ -16,11 +18,50 @@ def _default_runner_id() -> str:
 
 class RunnerSettings(ServiceSettings):
     http_port: int = Field(8082, title="HTTP port (health, readiness, metrics)")
-    pool: str = Field("local", title="Executor pool this runner serves (its command queue is runner.<pool>)")
+    pool: str = Field(
+        "", title="Executor pool this runner serves (its command queue is runner.<pool>); default: executor"
+    )
     slots: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), title="Jobs run at the same time")
     runner_id: str = Field(default_factory=_default_runner_id, title="Unique id of this runner process")
     heartbeat_interval_s: float = Field(5.0, title="Heartbeat period")
     cancel_poll_interval_s: float = Field(1.0, title="How often running jobs are checked for cancels")
+    shutdown_grace_s: float = Field(
+        60.0,
+        title="SIGTERM grace for running jobs",
+        description="How long running jobs may finish at shutdown before they are handed back for retry.",
+    )
     kill_grace_s: float = Field(10.0, title="SIGTERM to SIGKILL delay when stopping a job")
     max_open_files: int = Field(4096, title="RLIMIT_NOFILE of job processes")
     max_file_size_bytes: int = Field(64 * 2**30, title="RLIMIT_FSIZE of job processes")
+    executor: Literal["local", "slurm"] = Field(
+        "local",
+        title="Executor kind",
+        description="How jobs run: local processes, or Slurm batch jobs through slurmrestd. "
+        "The pool defaults to the executor kind.",
+    )
+    # -- Slurm executor (executor=slurm) ---------------------------------------------------
+    slurm_url: str = Field("http://127.0.0.1:6820", title="slurmrestd base URL")
+    slurm_api_version: str = Field("v0.0.38", title="slurmrestd OpenAPI version (22.05: v0.0.38)")
+    slurm_user: str = Field("root", title="Slurm user the jobs run as (X-SLURM-USER-NAME)")
+    slurm_token: SecretStr = Field(SecretStr(""), title="JWT for slurmrestd (scontrol token)")
+    slurm_token_file: Path | None = Field(
+        None, title="File holding the JWT; re-read when it changes (takes precedence over slurm_token)"
+    )
+    slurm_partition: str = Field("", title="Partition to submit to (empty: the cluster's default)")
+    slurm_account: str = Field("", title="Account to charge (empty: the user's default)")
+    slurm_poll_interval_s: float = Field(2.0, title="Job state poll period (one listing for all jobs)")
+    slurm_max_poll_interval_s: float = Field(30.0, title="Poll period ceiling while backing off")
+    slurm_unavailable_grace_s: float = Field(
+        600.0, title="How long slurmrestd may fail before running jobs are failed (retryable)"
+    )
+
+    @model_validator(mode="after")
+    def _slurm_defaults(self) -> RunnerSettings:
+        """A Slurm runner serves ``runner.slurm`` and keeps its id unless told otherwise."""
+        if not self.pool:
+            self.pool = self.executor
+        if self.executor == "slurm" and "runner_id" not in self.model_fields_set:
+            # Stable across restarts (not host-pid): a restarted Slurm runner finds the
+            # claims of the jobs it left running on the cluster and resumes them.
+            self.runner_id = f"{socket.gethostname()}-slurm"
+        return self

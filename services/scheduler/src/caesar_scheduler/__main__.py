@@ -50,6 +50,8 @@ async def build(runtime: ServiceRuntime, settings: SchedulerSettings) -> Schedul
         dispatcher.wake,
         max_attempts=settings.max_attempts,
         retry_backoff_s=settings.retry_backoff_s,
+        slurm_min_image_bytes=settings.slurm_min_image_bytes,
+        slurm_apps=settings.slurm_apps,
     )
     # Declare the pools' command queues so no RunJob is dropped before a runner exists.
     for pool in settings.pools:

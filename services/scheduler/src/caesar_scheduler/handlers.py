@@ -47,6 +47,8 @@ class SchedulerDeps:
     wake_dispatcher: Callable[[], None]
     max_attempts: int = 3
     retry_backoff_s: float = 5.0
+    slurm_min_image_bytes: int = 0
+    slurm_apps: Sequence[str] = ()
 
 
 def state_event(doc: dict[str, Any], state: JobState, attempt: int, reason: str = "") -> Envelope:
@@ -88,7 +90,14 @@ async def on_job_submitted(msg: JobSubmitted, deps: SchedulerDeps) -> None:
     try:
         if app is None:
             raise NoPoolError(f"unknown app {msg.app}")
-        doc["pool"] = choose_pool(msg.app, app.executors, deps.pools)
+        doc["pool"] = choose_pool(
+            msg.app,
+            app.executors,
+            deps.pools,
+            image_bytes=msg.input.size_bytes,
+            slurm_min_image_bytes=deps.slurm_min_image_bytes,
+            slurm_apps=deps.slurm_apps,
+        )
         doc.update(phase=WAITING, state=JobState.QUEUED.value)
         event = state_event(doc, JobState.QUEUED, 1)
     except NoPoolError as exc:

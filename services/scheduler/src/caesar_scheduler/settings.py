@@ -21,7 +21,14 @@ class SchedulerSettings(ServiceSettings):
     )
     dispatch_interval_s: float = Field(1.0, title="Dispatch period when nothing wakes the dispatcher")
     max_active_per_user: int = Field(
-        0, title="Per-user cap on dispatched jobs", description="0 means no cap beyond fair share."
+        4,
+        title="Per-user cap on dispatched jobs",
+        description=(
+            "At most this many of one user's jobs are dispatched (running or about to) at a "
+            "time; the rest wait QUEUED, so one user cannot take every runner slot. 0: no cap "
+            "beyond fair share."
+        ),
+        ge=0,
     )
     max_attempts: int = Field(
         3,
@@ -30,4 +37,15 @@ class SchedulerSettings(ServiceSettings):
     )
     retry_backoff_s: float = Field(
         5.0, title="Retry backoff", description="Delay before attempt n+1 is dispatched: backoff * 2^(n-1)."
+    )
+    slurm_min_image_bytes: int = Field(
+        0,
+        title="Image size that goes to Slurm",
+        description="With a slurm pool configured: images at least this large run on Slurm, smaller "
+        "ones on another pool the app supports. 0: the order of pools decides.",
+    )
+    slurm_apps: list[str] = Field(
+        default_factory=list,
+        title="Apps the size rule sends to Slurm",
+        description="Empty: every app that can run on Slurm (e.g. aegean).",
     )

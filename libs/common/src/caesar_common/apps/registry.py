@@ -14,9 +14,11 @@ from typing import Final
 
 from caesar_common.apps.aegean import AegeanApp
 from caesar_common.apps.base import App
+from caesar_common.apps.bdsf import BdsfApp
 from caesar_common.apps.caesar import CaesarApp
 from caesar_common.apps.cutex import CutexApp
 from caesar_common.apps.mrcnn import MrcnnApp
+from caesar_common.apps.sfind import SfindApp
 from caesar_common.apps.trivial import TrivialApp
 
 __all__ = ["APPS", "app_names", "get_app"]
@@ -26,6 +28,8 @@ _ALL: Final[tuple[App, ...]] = (
     MrcnnApp(),
     AegeanApp(),
     CutexApp(),
+    BdsfApp(),
+    SfindApp(),
 )
 
 # Test-only apps, for soak and chaos runs; a production deployment never sets this.

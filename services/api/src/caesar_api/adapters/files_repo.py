@@ -42,6 +42,10 @@ class FilesRepository:
         """The owner's live (not deleted) file, or ``None``."""
         return await self.collection.find_one({"_id": file_id, "owner": owner, "deleted": False})
 
+    async def get_any(self, file_id: str) -> Document | None:
+        """A live file whoever owns it (admins only; callers check the role)."""
+        return await self.collection.find_one({"_id": file_id, "deleted": False})
+
     async def list(self, owner: str, limit: int, after: Document | None) -> Page:
         """One page of the owner's live files, newest first."""
         query: Document = {"owner": owner, "deleted": False}

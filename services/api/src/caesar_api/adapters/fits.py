@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from astropy import units
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -107,6 +108,68 @@ def _celestial(header: fits.Header) -> dict[str, Any] | None:
     }
 
 
+_FULL_PLANE_PIXELS = 4096 * 4096
+_SAMPLE_PIXELS = 1 << 20
+
+
+def _pixel_summary(hdu: Any, shape: list[int]) -> dict[str, Any] | None:
+    """Cheap facts about the first 2-D plane: is it all blank, or constant?
+
+    Finders crash or waste a slot on such images (PyBDSF: "All pixels in the image are
+    blanked", "unphysical rms"; Aegean silently finds nothing), so the api refuses them at
+    submit. Planes up to 4096^2 are read whole (at most 64 MiB of float32); bigger ones
+    are sampled on a regular grid of about a million pixels, through ``section`` so only
+    that plane is read.
+    """
+    if len(shape) < 2:
+        return None
+    nx, ny = shape[0], shape[1]
+    step = 1
+    if nx * ny > _FULL_PLANE_PIXELS:
+        step = max(1, int(np.ceil(np.sqrt(nx * ny / _SAMPLE_PIXELS))))
+    index = (0,) * (len(shape) - 2) + (slice(None, None, step), slice(None, None, step))
+    try:
+        plane = np.asarray(hdu.section[index], dtype=np.float64)
+    except Exception:  # noqa: BLE001 - unreadable data is reported as unknown, not a crash
+        return None
+    finite = plane[np.isfinite(plane)]
+    lo = float(finite.min()) if finite.size else None
+    hi = float(finite.max()) if finite.size else None
+    return {
+        "sampled_every": step,
+        "finite_fraction": round(finite.size / plane.size, 6) if plane.size else 0.0,
+        "all_blank": finite.size == 0,
+        "constant": finite.size > 0 and lo == hi,
+        "min": lo,
+        "max": hi,
+    }
+
+
+def _warnings(facts: dict[str, Any]) -> list[str]:
+    """Things a finder may trip over, shown to the user with the file's metadata."""
+    notes = []
+    if facts["celestial"] is None:
+        notes.append("no celestial WCS: source finders need RA/Dec axes")
+    elif facts["celestial"]["projection"] not in {"SIN", "TAN"}:
+        notes.append(f"projection {facts['celestial']['projection']}: Aegean assumes SIN/TAN for its PSF")
+    if facts["beam"] is None:
+        notes.append("no beam (BMAJ/BMIN/BPA): give a beam parameter to the finder")
+    if facts["frequency_hz"] is None:
+        notes.append("no frequency (FREQ axis, RESTFRQ, RESTFREQ)")
+    if facts["bunit"] is None:
+        notes.append("no BUNIT: fluxes are assumed to be Jy/beam")
+    elif facts["bunit"].upper().replace(" ", "") not in {"JY/BEAM", "JY/BM"}:
+        notes.append(f"BUNIT is {facts['bunit']}, not JY/BEAM: fluxes are taken as Jy/beam")
+    if len(facts["shape"]) - len(facts["degenerate_axes"]) > 2:
+        notes.append("more than 2 non-degenerate axes: only the first plane is searched")
+    pixels = facts.get("pixels")
+    if pixels and pixels["all_blank"]:
+        notes.append("all pixels are blank (NaN)")
+    elif pixels and pixels["constant"]:
+        notes.append("the image is constant")
+    return notes
+
+
 def inspect_fits(path: Path) -> dict[str, Any]:
     """Check that ``path`` is a complete FITS image and return its header facts.
 
@@ -130,10 +193,11 @@ def inspect_fits(path: Path) -> dict[str, Any]:
                             f"FITS file is truncated: the image needs {end} bytes, the file has {size}"
                         )
                 frequency, frequency_source = _frequency(header, naxis)
-                return {
+                shape = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+                facts = {
                     "hdu": index,
                     "naxis": naxis,
-                    "shape": [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)],
+                    "shape": shape,
                     "bitpix": int(header["BITPIX"]),
                     "ctypes": [_text(header.get(f"CTYPE{i}")) for i in range(1, naxis + 1)],
                     "celestial": _celestial(header),
@@ -141,7 +205,11 @@ def inspect_fits(path: Path) -> dict[str, Any]:
                     "frequency_hz": frequency,
                     "frequency_from": frequency_source,
                     "bunit": _text(header.get("BUNIT")),
+                    "degenerate_axes": [i + 1 for i, n in enumerate(shape) if n == 1],
+                    "pixels": _pixel_summary(hdu, shape),
                 }
+                facts["warnings"] = _warnings(facts)
+                return facts
     except NotFitsError:
         raise
     except Exception as exc:

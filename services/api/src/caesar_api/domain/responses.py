@@ -100,7 +100,7 @@ def job_status(job: Mapping[str, Any]) -> dict[str, Any]:
     status = status_message(state, exit_code=exit_code, reason=job.get("reason") or "")
     if job.get("cancel_requested_at") is not None and not is_terminal(state):
         status = f"Cancel requested, waiting for the job to stop ({status})"
-    return {
+    body = {
         "elapsed_time": _text(job.get("elapsed_s")),
         "exit_status": exit_code,
         "exit_code": exit_code,
@@ -110,6 +110,11 @@ def job_status(job: Mapping[str, Any]) -> dict[str, Any]:
         "status": status,
         "tag": job.get("tag", ""),
     }
+    # An extension of the v1 shape (clients ignore unknown keys): where the job runs
+    # (``local``, ``slurm``), once the scheduler has chosen.
+    if job.get("pool"):
+        body["pool"] = job["pool"]
+    return body
 
 
 def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from caesar_api.adapters.fits import FITS_SIGNATURE, NOT_FITS_START, NotFitsError, read_fits_facts
 from caesar_api.adapters.storage import UploadInProgress
+from caesar_api.auth import AuthError, is_admin
+from caesar_api.auth.identity import TOKEN_CHECK_KEY, TokenCheck
+from caesar_api.auth.tokens import MAX_TOKEN_CHARS
 from caesar_api.domain.errors import ApiError, shown
 from caesar_api.domain.files import display_name, upload_extension
 from caesar_api.domain.jobs import TAG_MAX
@@ -43,6 +50,26 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, f"File too large: the limit is {limit} bytes")
 
 
+# Write errors that mean "no room": 507 Insufficient Storage, so clients know to retry later.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Turn a full disk or quota (or a file-size limit) into 507 instead of a bare 500.
+
+    The partial file is already gone when this runs: the code inside discards it on
+    any exception. Other write errors stay 500 (logged by the error middleware).
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE_ERRNOS:
+            log.error("upload refused: no space for it", error=errno.errorcode.get(exc.errno or 0, "?"))
+            raise ApiError(507, "Insufficient storage: the upload could not be stored; retry later") from None
+        raise
+
+
 async def _read_tag(part: BodyPartReader) -> str:
     """A small text field, read with a cap so it cannot fill memory."""
     data = bytearray()
@@ -59,11 +86,22 @@ async def _read_tag(part: BodyPartReader) -> str:
     return tag
 
 
+async def _read_token(part: BodyPartReader) -> str:
+    """The v1 ``access_token`` form part, read with a cap (a token is a few KB)."""
+    data = bytearray()
+    while chunk := await part.read_chunk(4096):
+        data += chunk
+        if len(data) > MAX_TOKEN_CHARS:
+            raise AuthError("Invalid token: too long")
+    return data.decode("ascii", errors="replace").strip()
+
+
 async def _next_part(reader: MultipartReader) -> BodyPartReader | MultipartReader | None:
     """The next part of a multipart body; 400 for a malformed one."""
     try:
         return await reader.next()
-    except ValueError:
+    except (ValueError, HttpProcessingError):
+        # HttpProcessingError: e.g. a part header line longer than aiohttp accepts.
         raise ApiError(400, "Invalid request data: malformed multipart body!") from None
 
 
@@ -71,6 +109,7 @@ async def _next_part(reader: MultipartReader) -> BodyPartReader | MultipartReade
 class _Received:
     """What the multipart body held: the file (streamed to a temporary file) and the tag."""
 
+    owner: str = ""
     tag: str = ""
     filename: str = ""
     ext: str = ""
@@ -101,21 +140,30 @@ async def _stream_part(
     return await upload.finish()
 
 
-async def _receive(reader: MultipartReader, deps: Dependencies, owner: str) -> _Received:
+async def _receive(
+    reader: MultipartReader, deps: Dependencies, owner: str, token_check: TokenCheck | None = None
+) -> _Received:
     """Read every part; the first ``file`` part goes to disk, later ones are skipped.
 
     Reading on to the closing boundary is what proves the file complete: a body that
-    ends early makes the reader raise, and the temporary file is dropped.
+    ends early makes the reader raise, and the temporary file is dropped. With auth on
+    and no Authorization header (``owner`` empty), an ``access_token`` part must come
+    before the file: nothing is written for a caller we do not know.
     """
     settings = deps.settings
-    received = _Received()
+    received = _Received(owner=owner)
     try:
         while (part := await _next_part(reader)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise ApiError(400, "Invalid request data: nested multipart is not accepted!")
-            if part.name == "tag":
+            if part.name == "access_token" and token_check is not None and not received.owner:
+                received.owner = (await token_check(await _read_token(part))).owner
+            elif part.name == "tag":
                 received.tag = await _read_tag(part)
             elif part.name == "file" and received.upload is None:
+                if not received.owner:
+                    raise AuthError("Missing bearer token")
+                owner = received.owner
                 received.filename = display_name(part.filename or "")
                 received.ext = upload_extension(received.filename, settings.allowed_formats)
                 received.file_id = new_file_id()
@@ -133,6 +181,8 @@ async def _receive(reader: MultipartReader, deps: Dependencies, owner: str) -> _
         if received.upload is not None:
             await received.upload.discard()
         raise
+    if not received.owner:
+        raise AuthError("Missing bearer token")
     return received
 
 
@@ -154,7 +204,10 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
         reader = await request.multipart()
     except (KeyError, ValueError):
         raise ApiError(400, "Invalid request data: malformed multipart body!") from None
-    received = await _receive(reader, deps, owner)
+    token_check = None if owner else request.get(TOKEN_CHECK_KEY)
+    with _storage_errors():
+        received = await _receive(reader, deps, owner, token_check)
+    owner = received.owner
     upload = received.upload
     if upload is None:
         raise ApiError(400, "Missing file field in request!")
@@ -166,7 +219,8 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
                 fits_facts = await read_fits_facts(upload.temp)
             except NotFitsError as exc:
                 raise ApiError(400, f"Invalid FITS file {shown(filename)}: {exc}") from None
-        await upload.commit(deps.storage.path_of(owner, file_id, ext))
+        with _storage_errors():
+            await upload.commit(deps.storage.path_of(owner, file_id, ext))
     except BaseException:
         await upload.discard()
         raise
@@ -223,11 +277,14 @@ async def list_files(request: web.Request, deps: Dependencies, owner: str) -> we
     return web.json_response(body, headers=headers)
 
 
-async def _owned_file(deps: Dependencies, owner: str, file_id: str) -> dict[str, Any]:
-    """The caller's live file; the id is checked before anything is looked up."""
+async def _owned_file(deps: Dependencies, owner: str, file_id: str, *, admin: bool = False) -> dict[str, Any]:
+    """The caller's live file (anyone's for an admin); the id is checked before any lookup.
+
+    Another user's file gives the very same 404 as an unknown id, so ids cannot be probed.
+    """
     if not is_file_id(file_id):
         raise file_not_found(file_id)
-    record = await deps.files.get(owner, file_id)
+    record = await (deps.files.get_any(file_id) if admin else deps.files.get(owner, file_id))
     if record is None:
         raise file_not_found(file_id)
     return record
@@ -236,8 +293,8 @@ async def _owned_file(deps: Dependencies, owner: str, file_id: str) -> dict[str,
 async def download_file(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
     """``GET|POST /download/<file_id>``: the stored file as an attachment."""
     file_id = request.match_info["file_id"]
-    record = await _owned_file(deps, owner, file_id)
-    path = deps.storage.path_of(owner, file_id, record["ext"])
+    record = await _owned_file(deps, owner, file_id, admin=is_admin(request))
+    path = deps.storage.path_of(record["owner"], file_id, record["ext"])
     if not await asyncio.to_thread(path.is_file):
         log.error("file record without its file", file_id=file_id, owner=owner)
         raise file_not_found(file_id)
@@ -271,10 +328,10 @@ async def delete_file(request: web.Request, deps: Dependencies, owner: str) -> w
     id is never reused.
     """
     file_id = request.match_info["file_id"]
-    record = await _owned_file(deps, owner, file_id)
+    record = await _owned_file(deps, owner, file_id, admin=is_admin(request))
     if not await deps.files.mark_deleted(record):
         raise file_not_found(file_id)
     deps.relay.kick(deps.files.collection, file_id)
-    await deps.storage.remove(owner, file_id, record["ext"])
+    await deps.storage.remove(record["owner"], file_id, record["ext"])
     log.info("file deleted", file_id=file_id, owner=owner)
     return web.json_response({"status": "File deleted and removed from DB"})

@@ -10,7 +10,9 @@ from aiohttp import web
 
 from caesar_api.adapters.archive import stream_tar_gz
 from caesar_api.adapters.jobs_repo import position_of
+from caesar_api.auth import is_admin
 from caesar_api.domain.errors import INVALID_REQUEST_DATA, ApiError, shown
+from caesar_api.domain.inputs import input_problem
 from caesar_api.domain.jobs import parse_job_request
 from caesar_api.domain.responses import (
     already_completed_message,
@@ -38,10 +40,11 @@ def job_not_found(job_id: str, owner: str) -> ApiError:
     return ApiError(404, f"Job {shown(job_id)} not found for user {owner}!")
 
 
-async def _owned_job(deps: Dependencies, owner: str, job_id: str) -> dict[str, Any]:
+async def _owned_job(deps: Dependencies, owner: str, job_id: str, *, admin: bool = False) -> dict[str, Any]:
+    """The caller's job (anyone's for an admin); another user's job is the same 404 as none."""
     if not is_job_id(job_id):
         raise job_not_found(job_id, owner)
-    job = await deps.jobs.get(owner, job_id)
+    job = await (deps.jobs.get_any(job_id) if admin else deps.jobs.get(owner, job_id))
     if job is None:
         raise job_not_found(job_id, owner)
     return job
@@ -57,7 +60,8 @@ async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> we
     """
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested thousands deep (the decoder recurses per level).
         raise ApiError(400, INVALID_REQUEST_DATA) from None
     req = parse_job_request(body)
     app = get_app(req.app)
@@ -73,6 +77,9 @@ async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> we
     file = await deps.files.get(owner, req.file_id)
     if file is None:
         raise ApiError(400, f"File with uuid {req.file_id} not found on the system!")
+    problem = input_problem(app, params, str(file.get("ext", "")), file.get("fits"))
+    if problem:
+        raise ApiError(400, problem)
 
     now = stored_now()
     job_id = new_job_id()
@@ -126,7 +133,7 @@ async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> we
 
 async def get_job_status(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
     """``GET /job/<job_id>/status``: the job as the projection last saw it."""
-    job = await _owned_job(deps, owner, request.match_info["job_id"])
+    job = await _owned_job(deps, owner, request.match_info["job_id"], admin=is_admin(request))
     return web.json_response(job_status(job))
 
 
@@ -136,7 +143,7 @@ async def get_job_output(request: web.Request, deps: Dependencies, owner: str) -
     202 while the job has not ended; 404 if it ended without a directory (aborted
     before it ran, or outputs removed).
     """
-    job = await _owned_job(deps, owner, request.match_info["job_id"])
+    job = await _owned_job(deps, owner, request.match_info["job_id"], admin=is_admin(request))
     job_id = job["_id"]
     state = job["state"]
     if not is_terminal(JobState(state)):
@@ -144,7 +151,7 @@ async def get_job_output(request: web.Request, deps: Dependencies, owner: str) -
             {"job_id": job_id, "state": state, "status": not_completed_message(job_id, state)},
             status=202,
         )
-    job_dir = deps.settings.jobs_root / safe_owner(owner) / job_id
+    job_dir = deps.settings.jobs_root / safe_owner(job["owner"]) / job_id
     if not await asyncio.to_thread(job_dir.is_dir):
         raise ApiError(404, f"Output of job {job_id} not found (state={state})!")
     response = web.StreamResponse(
@@ -171,7 +178,7 @@ async def cancel_job(request: web.Request, deps: Dependencies, owner: str) -> we
     """
     job_id = request.match_info["job_id"]
     for _ in range(CANCEL_TRIES):
-        job = await _owned_job(deps, owner, job_id)
+        job = await _owned_job(deps, owner, job_id, admin=is_admin(request))
         if position_of(job).is_final:
             return web.json_response({"status": already_completed_message(job["_id"], job["state"])})
         if await deps.jobs.request_cancel(job, stored_now()):

@@ -29,11 +29,29 @@ def sanitised_environment(bin_dir: Path, job_dir: Path, extra: Mapping[str, str]
     return env
 
 
+# Address-space limit: virtual memory is far larger than what a process touches
+# (thread stacks, malloc arenas, mapped libraries), so the limit is a multiple of the
+# app's memory hint with a floor: it stops a runaway allocation from taking the host
+# down, not a finder that is merely hungry.
+ADDRESS_SPACE_FACTOR = 4
+MIN_ADDRESS_SPACE_BYTES = 8 * 2**30
+# Job directories: the owner (the service account) only, plus its group for reading
+# outputs (the api may run under another uid in the same group); never others.
+JOB_DIR_MODE = 0o750
+JOB_TMP_MODE = 0o700
+
+
+def address_space_bytes(memory_mb: int) -> int:
+    """The ``RLIMIT_AS`` for a job whose app hinted ``memory_mb``: generous headroom."""
+    return max(MIN_ADDRESS_SPACE_BYTES, ADDRESS_SPACE_FACTOR * max(0, memory_mb) * 2**20)
+
+
 @dataclass(frozen=True)
 class Limits:
     cpu_seconds: int
     open_files: int
     file_size_bytes: int
+    address_space_bytes: int | None = None
 
 
 def limited_argv(argv: Sequence[str], limits: Limits) -> list[str]:
@@ -52,6 +70,7 @@ def limited_argv(argv: Sequence[str], limits: Limits) -> list[str]:
         f"--cpu={limits.cpu_seconds}",
         f"--nofile={limits.open_files}",
         f"--fsize={limits.file_size_bytes}",
+        *([f"--as={limits.address_space_bytes}"] if limits.address_space_bytes else []),
         "--core=0",
         "--",
         *argv,

@@ -39,6 +39,9 @@ class ExecutionResult:
     cpu_s: float
     peak_rss_bytes: int
     reason: str = ""
+    # A system failure (e.g. Slurm NODE_FAIL): reported as a provisional FAILURE that the
+    # scheduler retries as a new attempt, unlike an app's own non-zero exit.
+    retryable: bool = False
 
 
 StartedCallback = Callable[[int | None], Awaitable[None]]

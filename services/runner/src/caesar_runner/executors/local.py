@@ -16,7 +16,10 @@ from typing import IO, Any
 from caesar_common.apps.base import Step
 from caesar_common.jobstate import JobState
 from caesar_runner.domain.process import (
+    JOB_DIR_MODE,
+    JOB_TMP_MODE,
     Limits,
+    address_space_bytes,
     exit_code_of,
     limited_argv,
     outcome_of,
@@ -68,9 +71,14 @@ class LocalExecutor:
             cpu_seconds=max(60, spec.wall_time_s * max(1, spec.cores) + 60),
             open_files=self._max_open_files,
             file_size_bytes=self._max_file_size,
+            address_space_bytes=address_space_bytes(spec.memory_mb),
         )
         env = sanitised_environment(self._bin_dir, spec.job_dir, step.env)
+        # Explicit modes (mkdir's mode is filtered by the umask): no other user of the
+        # host may read a job's data, which can be proprietary.
+        os.chmod(spec.job_dir, JOB_DIR_MODE)
         (spec.job_dir / "tmp").mkdir(exist_ok=True)
+        os.chmod(spec.job_dir / "tmp", JOB_TMP_MODE)
         prefix = f"{index:02d}-{step.name}"
         stdout: IO[bytes]
         with (

@@ -1,0 +1,118 @@
+"""Authentication end to end: five services as processes, auth on, the real Keycloak.
+
+Alice runs a real job; Bob learns nothing about it; Carol (admin) sees it; nobody
+without a token gets anything; no token reaches any service's log; the job directory is
+private.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from caesar_common.devstack import Stack
+from caesar_common.skysim import SimulationSpec, write_simulation
+from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, claims_of, keycloak_up, password_token
+from tests.e2e.conftest import TERMINAL, make_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if not keycloak_up():
+        if os.environ.get("CAESAR_TEST_REQUIRE_KEYCLOAK"):
+            pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
+        pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
+    yield from make_stack(
+        tmp_path_factory.mktemp("auth-stack"),
+        CAESAR_AUTH_ENABLED="true",
+        CAESAR_KEYCLOAK_URL=KEYCLOAK_URL,
+        CAESAR_KEYCLOAK_REALM=REALM,
+        CAESAR_KEYCLOAK_AUDIENCE=AUDIENCE,
+        CAESAR_SLOTS="2",
+        CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
+    )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        yield session
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def status_of(http: aiohttp.ClientSession, stack: Stack, job_id: str, token: str) -> tuple[int, Any]:
+    async with http.get(f"{stack.v1}/job/{job_id}/status", headers=bearer(token)) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_job_isolation_end_to_end(
+    http: aiohttp.ClientSession, auth_stack: Stack, tmp_path: Path
+) -> None:
+    stack = auth_stack
+    alice, bob, carol = (password_token(u) for u in ("alice", "bob", "carol"))
+    image = tmp_path / "field.fits"
+    write_simulation(SimulationSpec(size=128, seed=5), image, tmp_path / "truth.ecsv")
+
+    form = aiohttp.FormData()
+    form.add_field("file", image.read_bytes(), filename="field.fits", content_type="application/fits")
+    async with http.post(f"{stack.v1}/upload", data=form) as resp:
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    form = aiohttp.FormData()
+    form.add_field("file", image.read_bytes(), filename="field.fits", content_type="application/fits")
+    async with http.post(f"{stack.v1}/upload", data=form, headers=bearer(alice)) as resp:
+        assert resp.status == 200, await resp.text()
+        file_id = (await resp.json())["uuid"]
+    payload = {"app": "aegean", "job_inputs": {}, "data_inputs": file_id}
+    async with http.post(f"{stack.v1}/job", json=payload, headers=bearer(alice)) as resp:
+        assert resp.status == 202, await resp.text()
+        job_id = (await resp.json())["job_id"]
+
+    deadline = time.monotonic() + 240
+    while True:
+        code, body = await status_of(http, stack, job_id, alice)
+        assert code == 200
+        if body["state"] in TERMINAL or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert body["state"] == "SUCCESS", body
+
+    for path in (
+        f"job/{job_id}/status",
+        f"job/{job_id}/output",
+        f"job/{job_id}/cancel",
+        f"download/{file_id}",
+    ):
+        async with http.get(f"{stack.v1}/{path}", headers=bearer(bob)) as resp:
+            assert resp.status == 404, path
+        async with http.get(f"{stack.v1}/{path}") as resp:
+            assert resp.status == 401, path
+    async with http.get(f"{stack.v1}/jobs", headers=bearer(bob)) as resp:
+        assert await resp.json() == []
+
+    for token in (alice, carol):
+        async with http.get(f"{stack.v1}/job/{job_id}/output", headers=bearer(token)) as resp:
+            assert resp.status == 200
+            assert len(await resp.read()) > 0
+
+    sub = claims_of(alice)["sub"]
+    job_dir = stack.root / "jobs" / sub / job_id
+    assert job_dir.is_dir()
+    assert job_dir.stat().st_mode & 0o007 == 0, oct(job_dir.stat().st_mode)
+
+    logs = "".join(p.read_text(errors="replace") for p in (stack.root / "logs").glob("*.log"))
+    for token in (alice, bob, carol):
+        for piece in token.split("."):
+            assert piece not in logs
