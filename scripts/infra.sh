@@ -221,9 +221,11 @@ start_mongo() {
   mkdir -p "$RUN_DIR/mongo" "$LOG_DIR" "$PID_DIR"
   log "starting secantusdb on 127.0.0.1:$CAESAR_MONGO_PORT"
   # cwd $RUN_DIR/mongo: no secantusd.toml gets auto-discovered from the caller.
+  # --sync-on-commit: an acknowledged write survives a crash of the server (measured:
+  # 0.53 vs 0.36 ms per insert), which the never-lose-a-job promise relies on.
   (cd "$RUN_DIR/mongo" && spawn "$MONGO_PID" "$LOG_DIR/mongo.log" \
     "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$CAESAR_MONGO_PORT" \
-    --storage-path "$RUN_DIR/mongo")
+    --storage-path "$RUN_DIR/mongo" --sync-on-commit)
   local deadline=$((SECONDS + 60))
   until mongo_ping; do
     if ! pid_alive "$MONGO_PID" secantusd || ((SECONDS >= deadline)); then

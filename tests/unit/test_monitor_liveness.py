@@ -163,3 +163,23 @@ def test_active_job_from_timeline_document() -> None:
     assert ActiveJob.of(doc) == ActiveJob(
         "j9", "bob", "aegean", JobState.RUNNING, 3, NOW, "r7", "slurm", 120.0, False
     )
+
+
+async def test_watchdog_gives_no_verdict_while_cut_off_from_the_broker() -> None:
+    """Heartbeats cannot arrive while the monitor is disconnected: silence proves nothing."""
+    from caesar_monitor.handlers import MonitorDeps
+    from caesar_monitor.settings import MonitorSettings
+    from caesar_monitor.watchdog import sweep
+
+    class Untouchable:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the watchdog read {name} while disconnected")
+
+    deps = MonitorDeps(
+        timelines=Untouchable(),  # type: ignore[arg-type]
+        runners=Untouchable(),  # type: ignore[arg-type]
+        settings=MonitorSettings(),
+        kick=lambda _: None,
+        broker_connected=lambda: False,
+    )
+    assert await sweep(deps) == []

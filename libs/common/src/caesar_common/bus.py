@@ -172,7 +172,9 @@ class Bus:
         deadline = asyncio.get_running_loop().time() + wait_s
         while True:
             try:
-                self._connection = await aio_pika.connect_robust(self._url, timeout=10)
+                # Reconnect every 2 s (not aio-pika's 5): after a broker restart, heartbeats
+                # must resume well within the monitor's runner timeout.
+                self._connection = await aio_pika.connect_robust(self._url, timeout=10, reconnect_interval=2)
                 break
             except Exception as exc:
                 if asyncio.get_running_loop().time() > deadline:

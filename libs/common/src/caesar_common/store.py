@@ -18,8 +18,14 @@ Document = dict[str, Any]
 
 
 def mongo_client(url: str, **kwargs: Any) -> AsyncMongoClient[Document]:
-    """A client with timezone-aware datetimes and a short server selection timeout."""
-    options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 5000}
+    """A client with journaled writes, timezone-aware datetimes and a short selection timeout.
+
+    ``journal=True``: a write is acknowledged only once it is in the journal. An
+    acknowledged state change (a job accepted, an attempt finished) must survive a
+    database crash, or its event would be lost with it; the chaos test that kills the
+    database mid-burst found exactly that without it.
+    """
+    options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 5000, "journal": True}
     options.update(kwargs)
     return AsyncMongoClient(url, **options)
 

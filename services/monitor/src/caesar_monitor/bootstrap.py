@@ -43,6 +43,14 @@ def make_deps(runtime: ServiceRuntime) -> MonitorDeps:
 async def build(runtime: ServiceRuntime) -> None:
     """Consume ``monitor.events`` and start the watchdog and gauge loops."""
     deps = make_deps(runtime)
+    deps.broker_connected = lambda: runtime.bus.is_connected
+
+    def restart_watch(*_: object) -> None:
+        # Heartbeats sent while we were cut off never arrived: give every runner a
+        # full timeout from now before calling it lost.
+        deps.watching_since = deps.clock()
+
+    runtime.bus.connection.reconnect_callbacks.add(restart_watch)
     await refresh_gauges(deps)  # /metrics shows real counts from the first scrape
     await runtime.bus.consume(MONITOR_QUEUE, dispatcher(deps))
     interval = deps.settings.watchdog_interval_s

@@ -52,6 +52,8 @@ class MonitorDeps:
     """Ask the outbox relay to publish a timeline's pending events now."""
     clock: Callable[[], datetime] = utcnow
     watching_since: datetime = field(default_factory=utcnow)
+    broker_connected: Callable[[], bool] = lambda: True
+    """Whether heartbeats can reach us now (the watchdog pauses while they cannot)."""
 
 
 async def apply_step(deps: MonitorDeps, job_id: str, step: Step, *, app: str = "") -> Advance | None:

@@ -24,7 +24,14 @@ SOURCE = "monitor"
 
 
 async def sweep(deps: MonitorDeps) -> list[Verdict]:
-    """One watchdog pass; returns the verdicts that were applied (and emitted)."""
+    """One watchdog pass; returns the verdicts that were applied (and emitted).
+
+    Heartbeats reach us through the broker: while we are cut off from it, silence
+    proves nothing about the runners, so no verdict is given (and after a reconnection
+    ``watching_since`` restarts the clock, see ``bootstrap``).
+    """
+    if not deps.broker_connected():
+        return []
     now = deps.clock()
     jobs = [ActiveJob.of(doc) for doc in await deps.timelines.executing()]
     if not jobs:
