@@ -196,7 +196,7 @@ def test_pure_noise_is_an_empty_catalogue(name: str, tmp_path: Path) -> None:
     assert (tmp_path / "job" / "preview.png").is_file()
 
 
-@pytest.mark.parametrize("name", ["bdsf", "sfind"])
+@pytest.mark.parametrize("name", list(FINDERS))
 def test_no_beam_keywords_with_a_beam_parameter(name: str, tmp_path: Path) -> None:
     image = tmp_path / "nobeam.fits"
     truth = write_simulation(SimulationSpec(size=256, seed=8, with_beam_keywords=False), image)

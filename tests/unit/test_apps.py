@@ -149,19 +149,28 @@ def test_describe_shape(app: App) -> None:
     assert "x" not in app.describe_v1()
 
 
+V1_AEGEAN = [
+    "save-bkgmap",
+    "save-rmsmap",
+    "bkgbox",
+    "bkggrid",
+    "seedthr",
+    "mergethr",
+    "fit-maxcomponents",
+    "no-logredir",
+    "ncores",
+]
+AEGEANTOOLS_EXTRAS = ["bmaj", "bmin", "bpa", "nocov", "island", "negative", "slice", "hdu"]
+
+
 def test_aegean_describe() -> None:
     describe = AEGEAN.describe_v1()
-    assert list(describe) == [
-        "save-bkgmap",
-        "save-rmsmap",
-        "bkgbox",
-        "bkggrid",
-        "seedthr",
-        "mergethr",
-        "fit-maxcomponents",
-        "no-logredir",
-        "ncores",
-    ]
+    # The old service's options first, unchanged; then the AegeanTools options we add.
+    assert list(describe) == V1_AEGEAN + AEGEANTOOLS_EXTRAS
+    extras = {name: describe.pop(name) for name in AEGEANTOOLS_EXTRAS}
+    assert extras["bmaj"]["type"] == "float"
+    assert extras["nocov"]["type"] == "none"
+    assert extras["slice"]["type"] == "int"
     got = {name: (e["type"], e.get("default"), e.get("min"), e.get("max")) for name, e in describe.items()}
     assert got == {
         "save-bkgmap": ("none", False, None, None),
@@ -622,6 +631,14 @@ def test_normalization_given_and_effective() -> None:
         "fit-maxcomponents": 3,
         "no-logredir": False,
         "ncores": 2,
+        "bmaj": 0.0,
+        "bmin": 0.0,
+        "bpa": 0.0,
+        "nocov": False,
+        "island": False,
+        "negative": False,
+        "slice": 0,
+        "hdu": 0,
     }
     assert all(type(params.effective[k]) is float for k in ("seedthr", "mergethr"))
     # Validating the stored (given) options again gives the same params: that is how
@@ -1047,3 +1064,32 @@ def test_aegean_really_finds_the_injected_sources(tmp_path: Path) -> None:
     brightest = max(rows, key=lambda r: float(r["peak_flux"]))
     assert float(brightest["a"]) == pytest.approx(8.0, rel=0.1)
     assert float(brightest["b"]) == pytest.approx(8.0, rel=0.1)
+
+
+def test_aegean_plan_maps_aegeantools_options(tmp_path: Path) -> None:
+    params = AEGEAN.validate(
+        {
+            "bmaj": 36,
+            "bmin": 18,
+            "bpa": 30,
+            "nocov": True,
+            "island": True,
+            "negative": True,
+            "slice": 2,
+            "hdu": 1,
+        }
+    )
+    _, aegean = AEGEAN.plan(params, _ctx(tmp_path))
+    args = list(aegean.argv)
+    beam = args[args.index("--beam") + 1 : args.index("--beam") + 4]
+    assert [float(v) for v in beam] == [0.01, 0.005, 30.0]  # degrees
+    assert {"--nocov", "--island", "--negative"} <= set(args)
+    assert args[args.index("--slice") + 1] == "2"
+    assert args[args.index("--hdu") + 1] == "1"
+    defaults = AEGEAN.plan(AEGEAN.validate({}), _ctx(tmp_path))[1].argv
+    assert not {"--beam", "--nocov", "--island", "--negative", "--slice", "--hdu"} & set(defaults)
+
+
+def test_aegean_beam_rules() -> None:
+    with pytest.raises(ParameterError, match="bmin"):
+        AEGEAN.validate({"bmaj": 5, "bmin": 10})

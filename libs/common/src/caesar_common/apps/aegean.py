@@ -71,6 +71,8 @@ _BKG = OptionGroup("IMGBKG")
 _COMPACT = OptionGroup("COMPACT-SOURCES")
 _FITTING = OptionGroup("COMPACT-SOURCES", "FITTING")
 _RUN = OptionGroup("RUN")
+_BEAM = OptionGroup("IMGBKG", "BEAM")
+_READ = OptionGroup("IMGREAD")
 
 # Peak memory of BANE + aegean measured on float32 maps (source-finders.md): 419 MB at
 # 512^2 (1 MiB of pixels), 662 MB at 2048^2 (16 MiB), 1507 MB at 4096^2 (64 MiB), with
@@ -125,11 +127,28 @@ class AegeanApp(App):
         ),
         _RUN.flag("no-logredir", "Accepted for compatibility; logs are always captured"),
         _RUN.integer("ncores", 1, 1, 100, "CPU cores used by BANE and by the Aegean fit"),
+        # AegeanTools options beyond the old service's (not in its describe before).
+        _BEAM.number("bmaj", 0, 0, 36_000, "Beam major axis FWHM in arcsec (0 = from the header BMAJ)"),
+        _BEAM.number("bmin", 0, 0, 36_000, "Beam minor axis FWHM in arcsec (0 = from the header BMIN)"),
+        _BEAM.number("bpa", 0, -180, 180, "Beam position angle in degrees east of north (with bmaj/bmin)"),
+        _FITTING.flag(
+            "nocov",
+            "Ignore the pixel covariance in the fit: 3-4x faster on extended emission, same accuracy",
+            advanced=True,
+        ),
+        _OUTPUT.flag("island", "Also write the island table (integrated flux and size of each island)"),
+        _COMPACT.flag("negative", "Also report negative components (an artefact diagnostic)", advanced=True),
+        _READ.integer("slice", 0, 0, 100_000, "Plane of a cube to search (0 = the first)", advanced=True),
+        _READ.integer(
+            "hdu", 0, 0, 1000, "HDU of the FITS file holding the image (0 = primary)", advanced=True
+        ),
     )
     rules = (
         NotGreaterThan("mergethr", "seedthr", "islands grow from seeds down to the flood threshold"),
         NotGreaterThan("bkggrid", "bkgbox", "the background grid step cannot exceed the box it samples"),
+        NotGreaterThan("bmin", "bmaj", "the minor axis cannot exceed the major axis"),
     )
+    beam_options = ("bmaj", "bmin")
 
     def plan(self, params: ValidatedParams, ctx: PlanContext) -> list[Step]:
         """BANE, then aegean; see the module docstring for the command lines.
@@ -183,6 +202,16 @@ class AegeanApp(App):
         max_summits = values["fit-maxcomponents"]
         if max_summits:
             aegean += ["--maxsummits", str(max_summits)]
+        if float(values["bmaj"]) > 0 and float(values["bmin"]) > 0:
+            # Aegean wants degrees; the option is in arcsec like the other finders'.
+            beam = (float(values["bmaj"]) / 3600.0, float(values["bmin"]) / 3600.0, float(values["bpa"]))
+            aegean += ["--beam", *(repr(v) for v in beam)]
+        for flag in ("nocov", "island", "negative"):
+            if values[flag]:
+                aegean.append(f"--{flag}")
+        for plane in ("slice", "hdu"):
+            if values[plane]:
+                aegean += [f"--{plane}", str(values[plane])]
         aegean += [
             "--cores",
             cores,
