@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from pymongo import MongoClient
+
+from caesar_common.devstack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 AMQP_URL = os.environ.get("CAESAR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -79,13 +82,7 @@ def db_prefix() -> Iterator[str]:
     """A unique database prefix; every database made under it is dropped afterwards."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
-    client: MongoClient[dict[str, object]] = MongoClient(MONGO_URL, serverSelectionTimeoutMS=5000)
-    try:
-        for name in client.list_database_names():
-            if name.startswith(prefix + "_"):
-                client.drop_database(name)
-    finally:
-        client.close()
+    drop_databases(prefix)
 
 
 @pytest.fixture
@@ -100,3 +97,41 @@ async def async_mongo() -> AsyncIterator[object]:
     client = mongo_client(MONGO_URL)
     yield client
     await client.close()
+
+
+def drop_databases(prefix: str) -> None:
+    """Drop every database of a stack or test (``<prefix>_<service>``)."""
+    client: MongoClient[dict[str, object]] = MongoClient(MONGO_URL, serverSelectionTimeoutMS=5000)
+    try:
+        for name in client.list_database_names():
+            if name.startswith(prefix + "_"):
+                client.drop_database(name)
+    finally:
+        client.close()
+
+
+@contextmanager
+def isolated_stack(
+    root: Path, services: Sequence[str] | None = None, *, prefix_letter: str = "s", **extra_env: str
+) -> Iterator[Stack]:
+    """Services as processes on their own vhost and databases, removed afterwards."""
+    from caesar_common.devstack import Stack
+
+    vhost = Vhost()
+    prefix = f"{prefix_letter}{uuid.uuid4().hex[:10]}"
+    stack = Stack(root, vhost.url, MONGO_URL, prefix, extra_env=extra_env)
+    try:
+        if services is None:
+            stack.start_all()
+        else:
+            for d in ("data", "jobs", "logs"):
+                (root / d).mkdir(parents=True, exist_ok=True)
+            for name in services:
+                stack.start(name)
+            for name in services:
+                stack.wait_ready(name)
+        yield stack
+    finally:
+        stack.stop_all()
+        vhost.delete()
+        drop_databases(prefix)

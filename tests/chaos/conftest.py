@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from pymongo import MongoClient
 
 from caesar_common.devstack import Stack
 from caesar_common.skysim import SimulationSpec, write_simulation
-from tests.conftest import MONGO_URL, Vhost
+from tests.conftest import MONGO_URL, isolated_stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}
 CHAOS_ENV = {
@@ -49,20 +48,8 @@ class ChaosStack:
 
 
 def start_stack(tmp: Path, **extra: str) -> Iterator[ChaosStack]:
-    vhost = Vhost()
-    prefix = f"c{uuid.uuid4().hex[:10]}"
-    stack = Stack(tmp, vhost.url, MONGO_URL, prefix, extra_env={**CHAOS_ENV, **extra})
-    try:
-        stack.start_all()
-        yield ChaosStack(stack, prefix)
-    finally:
-        stack.stop_all()
-        vhost.delete()
-        client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URL)
-        for name in client.list_database_names():
-            if name.startswith(prefix + "_"):
-                client.drop_database(name)
-        client.close()
+    with isolated_stack(tmp, prefix_letter="c", **{**CHAOS_ENV, **extra}) as stack:
+        yield ChaosStack(stack, stack.db_prefix)
 
 
 @pytest.fixture

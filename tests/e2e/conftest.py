@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from pymongo import MongoClient
 
 from caesar_common.devstack import Stack
-from tests.conftest import MONGO_URL, Vhost
+from tests.conftest import isolated_stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}
 
 
 def make_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
-    vhost = Vhost()
-    prefix = f"e{uuid.uuid4().hex[:10]}"
-    stack = Stack(tmp, vhost.url, MONGO_URL, prefix, extra_env=extra_env)
-    try:
-        stack.start_all()
+    with isolated_stack(tmp, prefix_letter="e", **extra_env) as stack:
         yield stack
-    finally:
-        stack.stop_all()
-        vhost.delete()
-        client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URL)
-        for name in client.list_database_names():
-            if name.startswith(prefix + "_"):
-                client.drop_database(name)
-        client.close()
 
 
 @pytest.fixture(scope="module")

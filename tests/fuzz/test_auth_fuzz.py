@@ -10,15 +10,12 @@ headers, body) matches the document.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from pymongo import MongoClient
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -29,7 +26,7 @@ from schemathesis.checks import (
 
 from caesar_common.devstack import Stack
 from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, keycloak_up, password_token
-from tests.conftest import MONGO_URL, Vhost
+from tests.conftest import isolated_stack
 
 pytestmark = pytest.mark.integration
 
@@ -50,37 +47,17 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
         pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
     root = tmp_path_factory.mktemp("fuzz")
-    for d in ("data", "jobs", "logs"):
-        (root / d).mkdir()
-    vhost = Vhost()
-    prefix = f"f{uuid.uuid4().hex[:10]}"
-    stack = Stack(
-        root,
-        vhost.url,
-        MONGO_URL,
-        prefix,
-        extra_env={
-            "CAESAR_AUTH_ENABLED": "true",
-            "CAESAR_KEYCLOAK_URL": KEYCLOAK_URL,
-            "CAESAR_KEYCLOAK_REALM": REALM,
-            "CAESAR_KEYCLOAK_AUDIENCE": AUDIENCE,
-            "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
-        },
-    )
-    try:
-        stack.start("api")
-        stack.wait_ready("api")
+    env = {
+        "CAESAR_AUTH_ENABLED": "true",
+        "CAESAR_KEYCLOAK_URL": KEYCLOAK_URL,
+        "CAESAR_KEYCLOAK_REALM": REALM,
+        "CAESAR_KEYCLOAK_AUDIENCE": AUDIENCE,
+        "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+    }
+    with isolated_stack(root, ["api"], prefix_letter="f", **env) as stack:
         yield stack
-    finally:
-        stack.stop_all()
-        vhost.delete()
-        client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URL)
-        for name in client.list_database_names():
-            if name.startswith(prefix + "_"):
-                client.drop_database(name)
-        client.close()
-        log = Path(root / "logs" / "api.log")
-        assert "Traceback" not in (log.read_text(errors="replace") if log.exists() else "")
+    log = root / "logs" / "api.log"
+    assert "Traceback" not in (log.read_text(errors="replace") if log.exists() else "")
 
 
 @pytest.fixture(scope="module")
