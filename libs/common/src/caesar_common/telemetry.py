@@ -17,6 +17,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 _provider: TracerProvider | None = None
 
@@ -43,8 +44,14 @@ def setup_telemetry(service: str) -> TracerProvider:
     if _provider is not None:
         return _provider
     name = os.environ.get("OTEL_SERVICE_NAME", f"caesar-{service}")
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
     exporter = _exporter()
+    sampler = None
+    if exporter is None and "OTEL_TRACES_SAMPLER" not in os.environ:
+        # Nothing would see the spans: keep the context (trace ids still propagate through
+        # events and reach the logs) but do not record spans. Recording them anyway cost
+        # 10-15 % of the api's CPU per request in the benchmarks.
+        sampler = ParentBased(ALWAYS_OFF)
+    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
