@@ -60,6 +60,7 @@ from _stack import (
 from caesar_common.apps import PlanContext, Step, get_app
 from caesar_common.devstack import Stack
 from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_runner.domain.process import sanitised_environment
 
 JOB_INPUTS: dict[str, Any] = {"seedthr": 5}
 BIN_DIR = Path(sys.executable).parent
@@ -87,19 +88,8 @@ def runner_extra_step(image: Path, job_dir: Path) -> Step | None:
 
 
 def job_environment(job_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    """A minimal environment like the one the runner gives job processes."""
-    env = {
-        "PATH": f"{BIN_DIR}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(job_dir),
-        "TMPDIR": str(job_dir / "tmp"),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1",
-    }
-    env.update(extra)
-    return env
+    """The environment the runner gives job processes (its own function, not a copy)."""
+    return sanitised_environment(BIN_DIR, job_dir, extra)
 
 
 def run_direct(image: Path, job_dir: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import aio_pika
 
 from caesar_common.events import EVENTS_EXCHANGE, Envelope
+from caesar_common.outbox import OutboxRelay
 
 
 class EventTap:
@@ -50,3 +51,15 @@ class EventTap:
                 await self._new.wait()
 
         return await asyncio.wait_for(scan(), timeout=timeout_s)
+
+
+async def outbox_drained(relay: OutboxRelay, timeout_s: float = 5.0) -> int:
+    """Pending outbox documents once the relay had time to clear what it published.
+
+    The relay removes events just *after* the broker confirmed them, so a consumer can
+    see an event a moment before its outbox is empty.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (pending := await relay.pending()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return pending

@@ -32,7 +32,7 @@ from caesar_monitor.adapters.timelines import TIMELINES
 from caesar_monitor.bootstrap import INDEXES, OUTBOX_COLLECTIONS, build
 from caesar_monitor.entrypoints.http import create_app
 from caesar_monitor.settings import MonitorSettings
-from tests.integration.helpers import EventTap
+from tests.integration.helpers import EventTap, outbox_drained
 
 pytestmark = pytest.mark.integration
 
@@ -342,7 +342,7 @@ async def test_watchdog_fails_jobs_of_silent_runners_only(
     assert (doc["state"], doc["attempt"], doc["retryable"]) == ("FAILURE", 1, True)
     assert doc["events"][-1]["event_id"] == failure.id  # appended with the state change
     assert [e["event_id"] for e in doc["events"]].count(failure.id) == 1  # its echo is a duplicate
-    assert await monitor.relay.pending() == 0
+    assert await outbox_drained(monitor.relay) == 0
     # Exactly one verdict per job, despite many watchdog passes.
     await asyncio.sleep(0.5)
     assert sum(1 for e in tap.received if e.subject == lost) == 1

@@ -19,7 +19,7 @@ from caesar_runner.__main__ import build
 from caesar_runner.adapters.claims import CLAIMS, INDEXES
 from caesar_runner.service import JobRunner
 from caesar_runner.settings import RunnerSettings
-from tests.integration.helpers import EventTap
+from tests.integration.helpers import EventTap, outbox_drained
 
 pytestmark = pytest.mark.integration
 FILE_ID = "f" * 32
@@ -96,11 +96,7 @@ async def test_job_runs_and_reports_outputs(runner: RunnerUnderTest, amqp_url: s
     assert "image_bkg.fits" not in names  # BANE maps only with save-bkgmap
     job_dir = runner.jobs_root / "anonymous" / job_id
     assert (job_dir / "manifest.json").is_file()
-    for _ in range(50):  # the relay clears the outbox just after the broker confirmed
-        if await runner.runtime.relay.pending() == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert await runner.runtime.relay.pending() == 0
+    assert await outbox_drained(runner.runtime.relay) == 0
 
 
 async def test_redelivered_command_never_starts_a_second_process(

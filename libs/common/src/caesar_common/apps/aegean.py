@@ -49,6 +49,7 @@ import math
 from typing import Final
 
 from caesar_common.apps.base import (
+    BEAM_RULE,
     App,
     NotGreaterThan,
     OptionGroup,
@@ -128,9 +129,7 @@ class AegeanApp(App):
         _RUN.flag("no-logredir", "Accepted for compatibility; logs are always captured"),
         _RUN.integer("ncores", 1, 1, 100, "CPU cores used by BANE and by the Aegean fit"),
         # AegeanTools options beyond the old service's (not in its describe before).
-        _BEAM.number("bmaj", 0, 0, 36_000, "Beam major axis FWHM in arcsec (0 = from the header BMAJ)"),
-        _BEAM.number("bmin", 0, 0, 36_000, "Beam minor axis FWHM in arcsec (0 = from the header BMIN)"),
-        _BEAM.number("bpa", 0, -180, 180, "Beam position angle in degrees east of north (with bmaj/bmin)"),
+        *_BEAM.beam(),
         _FITTING.flag(
             "nocov",
             "Ignore the pixel covariance in the fit: 3-4x faster on extended emission, same accuracy",
@@ -146,7 +145,7 @@ class AegeanApp(App):
     rules = (
         NotGreaterThan("mergethr", "seedthr", "islands grow from seeds down to the flood threshold"),
         NotGreaterThan("bkggrid", "bkgbox", "the background grid step cannot exceed the box it samples"),
-        NotGreaterThan("bmin", "bmaj", "the minor axis cannot exceed the major axis"),
+        BEAM_RULE,
     )
     beam_options = ("bmaj", "bmin")
 

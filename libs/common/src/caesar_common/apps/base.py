@@ -414,6 +414,18 @@ class OptionGroup:
             maximum=maximum,
         )
 
+    def beam(self) -> tuple[Option, Option, Option]:
+        """``bmaj``, ``bmin`` (arcsec) and ``bpa`` (deg): the beam when the header has none.
+
+        Every finder needs the restoring beam; images without BMAJ/BMIN (the api refuses
+        them at submit otherwise) run when the user gives it. Pair with :data:`BEAM_RULE`.
+        """
+        return (
+            self.number("bmaj", 0, 0, 36_000, "Beam major axis FWHM in arcsec (0 = from the header BMAJ)"),
+            self.number("bmin", 0, 0, 36_000, "Beam minor axis FWHM in arcsec (0 = from the header BMIN)"),
+            self.number("bpa", 0, -180, 180, "Beam position angle in degrees east of north (with bmaj/bmin)"),
+        )
+
     def choice(
         self,
         name: str,
@@ -473,6 +485,10 @@ class NotGreaterThan:
             f"Option '{self.lower}' must be <= option '{self.upper}': {self.reason} "
             f"(got {shown(self.lower, low)}, {shown(self.upper, high)})"
         )
+
+
+BEAM_RULE = NotGreaterThan("bmin", "bmaj", "the minor axis cannot exceed the major axis")
+"""The rule that goes with :meth:`OptionGroup.beam`."""
 
 
 def installed_version(distribution: str) -> str:

@@ -14,6 +14,7 @@ import math
 from typing import Final
 
 from caesar_common.apps.base import (
+    BEAM_RULE,
     App,
     NotGreaterThan,
     OptionGroup,
@@ -69,9 +70,7 @@ class BdsfApp(App):
         _BKG.integer("rms-box", 0, 0, 5000, "rms/mean box size in pixels (0 = PyBDSF chooses)"),
         _BKG.integer("rms-box-step", 0, 0, 5000, "rms/mean box step in pixels (0 = box / 3)"),
         _BKG.flag("adaptive-rms-box", "Use a smaller rms box near bright sources (artefact suppression)"),
-        _BEAM.number("bmaj", 0, 0, 36_000, "Beam major axis FWHM in arcsec (0 = from the header BMAJ)"),
-        _BEAM.number("bmin", 0, 0, 36_000, "Beam minor axis FWHM in arcsec (0 = from the header BMIN)"),
-        _BEAM.number("bpa", 0, -180, 180, "Beam position angle in degrees east of north (with bmaj/bmin)"),
+        *_BEAM.beam(),
         _BEAM.number(
             "frequency", 0, 0, 1e13, "Observing frequency in Hz (0 = from the FREQ axis, RESTFRQ or RESTFREQ)"
         ),
@@ -90,7 +89,7 @@ class BdsfApp(App):
     )
     rules = (
         NotGreaterThan("thresh-isl", "thresh-pix", "islands are grown from peaks down to the boundary"),
-        NotGreaterThan("bmin", "bmaj", "the minor axis cannot exceed the major axis"),
+        BEAM_RULE,
     )
 
     def plan(self, params: ValidatedParams, ctx: PlanContext) -> list[Step]:

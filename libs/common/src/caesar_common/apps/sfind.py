@@ -12,6 +12,7 @@ import math
 from typing import Final
 
 from caesar_common.apps.base import (
+    BEAM_RULE,
     App,
     NotGreaterThan,
     OptionGroup,
@@ -66,13 +67,11 @@ class SfindApp(App):
             advanced=True,
         ),
         _BKG.integer("bkgbox", 0, 0, 10_000, "Background/rms box in pixels (0 = max(32, 10 x BMAJ))"),
-        _BEAM.number("bmaj", 0, 0, 36_000, "Beam major axis FWHM in arcsec (0 = from the header BMAJ)"),
-        _BEAM.number("bmin", 0, 0, 36_000, "Beam minor axis FWHM in arcsec (0 = from the header BMIN)"),
-        _BEAM.number("bpa", 0, -180, 180, "Beam position angle in degrees east of north (with bmaj/bmin)"),
+        *_BEAM.beam(),
     )
     rules = (
         NotGreaterThan("mergethr", "seedthr", "islands grow from seeds down to the flood threshold"),
-        NotGreaterThan("bmin", "bmaj", "the minor axis cannot exceed the major axis"),
+        BEAM_RULE,
     )
 
     def plan(self, params: ValidatedParams, ctx: PlanContext) -> list[Step]:
