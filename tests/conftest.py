@@ -17,9 +17,18 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from hypothesis import HealthCheck, settings
 from pymongo import MongoClient
 
 from caesar_common.devstack import Stack
+
+# Hypothesis: `make test` (and CI) run derandomised, so a run passes or fails for a reason
+# and never by the seed it drew; `make test-fuzz` explores with fresh random seeds.
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile(
+    "explore", derandomize=False, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 REPO = Path(__file__).resolve().parent.parent
 AMQP_URL = os.environ.get("CAESAR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")

@@ -23,7 +23,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 try:
@@ -216,8 +216,11 @@ def test_source_population() -> None:
 
 
 def test_too_many_sources_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="could place only"):
+    with pytest.raises(ValueError, match="cannot fit"):
         skysim.simulate_map(SimulationSpec(size=128, n_sources=500))
+    # Under the packing bound, but beyond what random placement reaches in any round.
+    with pytest.raises(ValueError, match="could place only"):
+        skysim.simulate_map(SimulationSpec(size=128, n_sources=45))
 
 
 @pytest.mark.parametrize(
@@ -541,12 +544,28 @@ def test_crossmatch_across_ra_zero() -> None:
 
 @settings(max_examples=15, deadline=None, database=None)
 @given(seed=st.integers(0, 2**31), size=st.sampled_from([64, 96, 128]))
+# Seed 40 at 64^2: the first source lands near the centre of the 23 px placement box and
+# leaves no room 18 px away for the second; placement must start a new round.
+@example(seed=40, size=64)
 def test_self_match_is_perfect(seed: int, size: int) -> None:
     _, truth = skysim.simulate_map(SimulationSpec(size=size, seed=seed))
     order = np.random.default_rng(seed).permutation(len(truth))
     m = skysim.crossmatch(truth, truth["ra"][order], truth["dec"][order], 3.0)
     assert m.n_matched == len(truth)
     np.testing.assert_array_equal(order[m.found_index], m.truth_index)
+
+
+def test_greedy_placement_restarts_instead_of_failing() -> None:
+    """Seeds whose first greedy round boxes itself in still give a full map."""
+    for seed in (40, 55, 140):
+        _, truth = skysim.simulate_map(SimulationSpec(size=64, seed=seed))
+        assert len(truth) == SimulationSpec(size=64).source_count == 2
+
+
+def test_a_spec_no_arrangement_can_satisfy_is_refused_up_front() -> None:
+    spec = SimulationSpec(size=64, n_sources=5, seed=0)
+    with pytest.raises(ValueError, match="cannot fit"):
+        skysim.simulate_map(spec)
 
 
 # --------------------------------------------------------------------------- #

@@ -12,7 +12,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,16 +29,20 @@ from caesar_common.telemetry import setup_telemetry, shutdown_telemetry
 
 log = get_logger(__name__)
 
-RUNTIME_KEY: web.AppKey[ServiceRuntime] = web.AppKey("runtime")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
-class ServiceRuntime:
-    """The clients and lifecycle of one service process."""
+class ServiceRuntime(Generic[SettingsT]):
+    """The clients and lifecycle of one service process.
+
+    Generic in the service's own settings class, so ``runtime.settings.<field>`` is typed
+    in the service's bootstrap without casts.
+    """
 
     def __init__(
         self,
         name: str,
-        settings: ServiceSettings,
+        settings: SettingsT,
         *,
         indexes: Mapping[str, Sequence[IndexModel]],
         outbox_collections: Sequence[str] = (),
@@ -114,6 +118,9 @@ class ServiceRuntime:
         shutdown_telemetry()
 
 
+RUNTIME_KEY: web.AppKey[ServiceRuntime[Any]] = web.AppKey("runtime")
+
+
 async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -134,7 +141,7 @@ async def _metrics(_: web.Request) -> web.Response:
     return resp
 
 
-def add_operational_routes(app: web.Application, runtime: ServiceRuntime) -> None:
+def add_operational_routes(app: web.Application, runtime: ServiceRuntime[Any]) -> None:
     """``/healthz`` (process alive), ``/readyz`` (broker and database reachable), ``/metrics``."""
     app[RUNTIME_KEY] = runtime
     app.router.add_get("/healthz", _healthz)
@@ -144,13 +151,13 @@ def add_operational_routes(app: web.Application, runtime: ServiceRuntime) -> Non
 
 def run_service(
     name: str,
-    settings: ServiceSettings,
-    build: Callable[[ServiceRuntime], Awaitable[None]],
+    settings: SettingsT,
+    build: Callable[[ServiceRuntime[SettingsT]], Awaitable[None]],
     *,
     indexes: Mapping[str, Sequence[IndexModel]],
     outbox_collections: Sequence[str] = (),
     app: web.Application | None = None,
-    on_shutdown: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[ServiceRuntime[SettingsT]], Awaitable[None]] | None = None,
 ) -> None:
     """Entry point of a service process: logs, traces, HTTP, connect, ``build``, wait, stop.
 
@@ -192,7 +199,9 @@ def run_service(
     asyncio.run(main())
 
 
-async def _start(runtime: ServiceRuntime, build: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+async def _start(
+    runtime: ServiceRuntime[SettingsT], build: Callable[[ServiceRuntime[SettingsT]], Awaitable[None]]
+) -> None:
     await runtime.connect()
     await build(runtime)
     runtime.ready = True

@@ -10,9 +10,9 @@ from pymongo import IndexModel
 from caesar_accounting.adapters.files import FILE_USAGE, FILE_USAGE_INDEXES, FileUsageRepository
 from caesar_accounting.adapters.jobs import JOB_USAGE, JOB_USAGE_INDEXES, JobUsageRepository
 from caesar_accounting.entrypoints.consumer import ACCOUNTING_QUEUE, dispatcher
-from caesar_accounting.entrypoints.loops import every
 from caesar_accounting.handlers import AccountingDeps, refresh_bytes_stored
 from caesar_accounting.settings import AccountingSettings
+from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
 
 SERVICE = "accounting"
@@ -24,14 +24,14 @@ INDEXES: Mapping[str, Sequence[IndexModel]] = {
 OUTBOX_COLLECTIONS: list[str] = []
 
 
-def make_deps(runtime: ServiceRuntime) -> AccountingDeps:
+def make_deps(runtime: ServiceRuntime[AccountingSettings]) -> AccountingDeps:
     return AccountingDeps(
         jobs=JobUsageRepository(runtime.collection(JOB_USAGE)),
         files=FileUsageRepository(runtime.collection(FILE_USAGE)),
     )
 
 
-async def build(runtime: ServiceRuntime) -> None:
+async def build(runtime: ServiceRuntime[AccountingSettings]) -> None:
     """Consume ``accounting.events`` and keep the bytes-stored gauge fresh."""
     settings = runtime.settings
     if not isinstance(settings, AccountingSettings):
@@ -40,6 +40,6 @@ async def build(runtime: ServiceRuntime) -> None:
     await refresh_bytes_stored(deps)
     await runtime.bus.consume(ACCOUNTING_QUEUE, dispatcher(deps))
     runtime.spawn(
-        every(settings.metrics_interval_s, partial(refresh_bytes_stored, deps), "bytes-stored"),
+        run_every(settings.metrics_interval_s, partial(refresh_bytes_stored, deps), "bytes-stored"),
         "bytes-stored",
     )

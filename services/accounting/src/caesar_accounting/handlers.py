@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from caesar_accounting import metrics
 from caesar_accounting.adapters.files import FileUsageRepository
@@ -16,8 +14,8 @@ from caesar_common.events import (
     FileUploaded,
     JobStateChanged,
     JobSubmitted,
-    Message,
 )
+from caesar_common.message_router import HandlerTable
 
 
 @dataclass
@@ -57,9 +55,7 @@ async def refresh_bytes_stored(deps: AccountingDeps) -> None:
     metrics.BYTES_STORED.set(await deps.files.bytes_stored())
 
 
-MessageHandler = Callable[[Any, Envelope, AccountingDeps], Awaitable[None]]
-
-HANDLERS: Mapping[type[Message], MessageHandler] = {
+HANDLERS: HandlerTable[AccountingDeps] = {
     JobSubmitted: on_job_submitted,
     JobStateChanged: on_job_state_changed,
     FileUploaded: on_file_uploaded,

@@ -26,12 +26,12 @@ INDEXES: Mapping[str, Sequence[IndexModel]] = {"files": FILES_INDEXES, "jobs": J
 OUTBOX_COLLECTIONS: Sequence[str] = ("files", "jobs")
 
 
-def create_runtime(settings: ApiSettings) -> ServiceRuntime:
+def create_runtime(settings: ApiSettings) -> ServiceRuntime[ApiSettings]:
     """A runtime with the api's collections, indexes and outboxes (tests use this)."""
     return ServiceRuntime(SERVICE, settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
 
 
-async def build(runtime: ServiceRuntime) -> None:
+async def build(runtime: ServiceRuntime[ApiSettings]) -> None:
     """Runs once broker and database are reachable: clean up, start consuming."""
     removed = await UploadStorage(runtime.settings.data_root).remove_stale_temporaries()
     if removed:

@@ -8,11 +8,11 @@ from functools import partial
 from pymongo import IndexModel
 
 from caesar_common.deadletters import depths
+from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
 from caesar_monitor.adapters.runners import RUNNER_INDEXES, RUNNERS, RunnerRepository
 from caesar_monitor.adapters.timelines import TIMELINE_INDEXES, TIMELINES, TimelineRepository
 from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE, dispatcher
-from caesar_monitor.entrypoints.loops import every
 from caesar_monitor.handlers import MonitorDeps, refresh_gauges
 from caesar_monitor.metrics import DEAD_LETTERS
 from caesar_monitor.settings import MonitorSettings
@@ -27,7 +27,7 @@ INDEXES: Mapping[str, Sequence[IndexModel]] = {
 OUTBOX_COLLECTIONS = [TIMELINES]
 
 
-def make_deps(runtime: ServiceRuntime) -> MonitorDeps:
+def make_deps(runtime: ServiceRuntime[MonitorSettings]) -> MonitorDeps:
     settings = runtime.settings
     if not isinstance(settings, MonitorSettings):
         raise TypeError("the monitor runs with MonitorSettings")
@@ -40,7 +40,7 @@ def make_deps(runtime: ServiceRuntime) -> MonitorDeps:
     )
 
 
-async def build(runtime: ServiceRuntime) -> None:
+async def build(runtime: ServiceRuntime[MonitorSettings]) -> None:
     """Consume ``monitor.events`` and start the watchdog and gauge loops."""
     deps = make_deps(runtime)
     deps.broker_connected = lambda: runtime.bus.is_connected
@@ -54,18 +54,18 @@ async def build(runtime: ServiceRuntime) -> None:
     await refresh_gauges(deps)  # /metrics shows real counts from the first scrape
     await runtime.bus.consume(MONITOR_QUEUE, dispatcher(deps))
     interval = deps.settings.watchdog_interval_s
-    runtime.spawn(every(interval, partial(sweep, deps), "watchdog"), "watchdog")
+    runtime.spawn(run_every(interval, partial(sweep, deps), "watchdog"), "watchdog")
     runtime.spawn(
-        every(deps.settings.metrics_interval_s, partial(refresh_gauges, deps), "gauges"),
+        run_every(deps.settings.metrics_interval_s, partial(refresh_gauges, deps), "gauges"),
         "gauges",
     )
     runtime.spawn(
-        every(deps.settings.metrics_interval_s, partial(refresh_dead_letters, runtime), "dead letters"),
+        run_every(deps.settings.metrics_interval_s, partial(refresh_dead_letters, runtime), "dead letters"),
         "dead-letters",
     )
 
 
-async def refresh_dead_letters(runtime: ServiceRuntime) -> None:
+async def refresh_dead_letters(runtime: ServiceRuntime[MonitorSettings]) -> None:
     """Export the depth of every dead-letter queue (poison messages need an operator)."""
     for queue, count in (await depths(runtime.bus.connection)).items():
         DEAD_LETTERS.labels(queue).set(count)

@@ -7,20 +7,19 @@ event). Both steps run again on redelivery, so a crash between them loses nothin
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from caesar_common.events import (
     Envelope,
     JobCancelRequested,
     JobStateChanged,
     JobSubmitted,
-    Message,
     RunnerHeartbeat,
     utcnow,
 )
+from caesar_common.message_router import HandlerTable
 from caesar_monitor import metrics
 from caesar_monitor.adapters.runners import RunnerRepository
 from caesar_monitor.adapters.timelines import TimelineRepository
@@ -121,9 +120,7 @@ async def refresh_gauges(deps: MonitorDeps) -> None:
     await refresh_runner_slots(deps, deps.clock())
 
 
-MessageHandler = Callable[[Any, Envelope, MonitorDeps], Awaitable[None]]
-
-HANDLERS: Mapping[type[Message], MessageHandler] = {
+HANDLERS: HandlerTable[MonitorDeps] = {
     JobSubmitted: on_job_submitted,
     JobStateChanged: on_job_state_changed,
     JobCancelRequested: on_job_cancel_requested,

@@ -20,7 +20,7 @@ from caesar_runner.settings import RunnerSettings
 CANCEL_QUEUE = QueueSpec("runner.cancels", bindings=("job.cancel_requested",))
 
 
-async def build(runtime: ServiceRuntime, settings: RunnerSettings) -> JobRunner:
+async def build(runtime: ServiceRuntime[RunnerSettings], settings: RunnerSettings) -> JobRunner:
     """Wire a runner onto a connected runtime; returns it (tests drive it directly)."""
     bin_dir = Path(sys.executable).parent
     config = RunnerConfig(
@@ -91,10 +91,10 @@ def main() -> None:
     settings = RunnerSettings()
     holder: list[JobRunner] = []
 
-    async def start(runtime: ServiceRuntime) -> None:
+    async def start(runtime: ServiceRuntime[RunnerSettings]) -> None:
         holder.append(await build(runtime, settings))
 
-    async def drain(runtime: ServiceRuntime) -> None:
+    async def drain(runtime: ServiceRuntime[RunnerSettings]) -> None:
         # Stop taking work; let running jobs finish within the grace period.
         if holder:
             await holder[0].stop_accepting()

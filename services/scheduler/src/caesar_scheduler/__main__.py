@@ -30,7 +30,7 @@ QUEUE = QueueSpec(
 )
 
 
-async def build(runtime: ServiceRuntime, settings: SchedulerSettings) -> SchedulerDeps:
+async def build(runtime: ServiceRuntime[SchedulerSettings], settings: SchedulerSettings) -> SchedulerDeps:
     """Wire the scheduler onto a connected runtime; returns its dependencies (for tests)."""
     jobs = SchedulerJobs(runtime.collection(COLLECTION))
     capacity = CapacityTable(timedelta(seconds=settings.runner_timeout_s))
@@ -68,7 +68,7 @@ async def build(runtime: ServiceRuntime, settings: SchedulerSettings) -> Schedul
 def main() -> None:
     settings = SchedulerSettings()
 
-    async def start(runtime: ServiceRuntime) -> None:
+    async def start(runtime: ServiceRuntime[SchedulerSettings]) -> None:
         await build(runtime, settings)
 
     run_service("scheduler", settings, start, indexes=INDEXES, outbox_collections=[COLLECTION])

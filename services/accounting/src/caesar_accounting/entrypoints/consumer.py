@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from caesar_accounting.handlers import HANDLERS, AccountingDeps
 from caesar_common.bus import Handler, QueueSpec
-from caesar_common.dispatch import route_by_type
+from caesar_common.message_router import route_by_type
 
 # Only final states matter to accounting; STARTED/RUNNING/QUEUED/HELD are not bound.
 ACCOUNTING_QUEUE = QueueSpec(

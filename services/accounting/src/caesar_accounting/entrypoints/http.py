@@ -14,12 +14,15 @@ from aiohttp import web
 from caesar_accounting.adapters.files import FILE_USAGE, FileUsageRepository
 from caesar_accounting.adapters.jobs import JOB_USAGE, JobUsageRepository
 from caesar_accounting.domain.reports import global_report, owner_report
+from caesar_accounting.settings import AccountingSettings
 from caesar_common.events import utcnow
 from caesar_common.ids import OWNER_RE
 from caesar_common.runtime import RUNTIME_KEY, ServiceRuntime
 
 
-def _repositories(runtime: ServiceRuntime) -> tuple[JobUsageRepository, FileUsageRepository]:
+def _repositories(
+    runtime: ServiceRuntime[AccountingSettings],
+) -> tuple[JobUsageRepository, FileUsageRepository]:
     return (
         JobUsageRepository(runtime.collection(JOB_USAGE)),
         FileUsageRepository(runtime.collection(FILE_USAGE)),

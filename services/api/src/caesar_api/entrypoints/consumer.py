@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from caesar_api.adapters.jobs_repo import JobsRepository
 from caesar_api.handlers.projection import apply_job_state
+from caesar_api.settings import ApiSettings
 from caesar_common.bus import QueueSpec, Subscription
 from caesar_common.events import Envelope, JobStateChanged, decode_as
 from caesar_common.logging import get_logger
@@ -18,7 +19,7 @@ log = get_logger(__name__)
 JOB_STATES_QUEUE = QueueSpec("api.job-states", bindings=["job.state.*"])
 
 
-async def start_projection(runtime: ServiceRuntime, *, prefetch: int = 32) -> Subscription:
+async def start_projection(runtime: ServiceRuntime[ApiSettings], *, prefetch: int = 32) -> Subscription:
     """Consume job state events and project them onto the ``jobs`` collection."""
     jobs = JobsRepository(runtime.collection("jobs"), runtime.name)
 

@@ -187,7 +187,7 @@ async def _wire(app: web.Application) -> None:
     """Build the handlers' dependencies from the runtime attached to the app."""
     runtime = app.get(RUNTIME_KEY)
     if runtime is None:
-        raise RuntimeError("attach a ServiceRuntime with add_operational_routes first")
+        raise RuntimeError("attach a ServiceRuntime[ApiSettings] with add_operational_routes first")
     settings = app[SETTINGS_KEY]
     app[DEPS_KEY] = Dependencies(
         settings=settings,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from caesar_common.bus import Handler, QueueSpec
-from caesar_common.dispatch import route_by_type
 from caesar_common.events import Envelope
+from caesar_common.message_router import route_by_type
 from caesar_monitor import metrics
 from caesar_monitor.handlers import HANDLERS, MonitorDeps
 

@@ -1,9 +1,9 @@
-"""From an envelope to the handler of its message type (the services' message router).
+"""From an envelope to the handler of its message type: every service's message router.
 
-Handlers are plain functions ``handler(message, envelope, deps)``; a service keeps a dict
-from message types to handlers and builds its bus handler with :func:`route_by_type`.
-Event types a service does not know (a newer producer's) or does not handle are acked
-and dropped, not dead-lettered: they are not errors.
+Each service declares, in its ``handlers.py``, a ``HANDLERS`` table from message types to
+plain functions ``handler(message, envelope, deps)`` and builds its bus handler with
+:func:`route_by_type`. Event types a service does not know (a newer producer's) or does
+not handle are acked and dropped, not dead-lettered: they are not errors.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ log = get_logger(__name__)
 
 D = TypeVar("D")
 MessageHandler = Callable[[Any, Envelope, D], Awaitable[None]]
+"""``handler(message, envelope, deps)``: the message is already decoded to its type."""
+
+HandlerTable = Mapping[type[Message], MessageHandler[D]]
 
 
-def route_by_type(handlers: Mapping[type[Message], MessageHandler[D]], deps: D) -> Handler:
+def route_by_type(handlers: HandlerTable[D], deps: D) -> Handler:
     """A bus handler that decodes the envelope and calls the handler of its type."""
 
-    async def dispatch(envelope: Envelope) -> None:
+    async def route(envelope: Envelope) -> None:
         try:
             message = decode(envelope)
         except KeyError:
@@ -36,4 +39,4 @@ def route_by_type(handlers: Mapping[type[Message], MessageHandler[D]], deps: D) 
             return
         await handler(message, envelope, deps)
 
-    return dispatch
+    return route
