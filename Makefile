@@ -5,10 +5,10 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
 
-.PHONY: help install up down test lint typecheck bench status logs clean
+.PHONY: help install up down test test-unit test-fuzz lint format typecheck bench status logs clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: ## install RabbitMQ, uv, secantusdb and the project venv
 	scripts/infra.sh install
@@ -29,14 +29,25 @@ down: ## stop all services and the infrastructure
 	scripts/keycloak.sh stop
 	scripts/infra.sh stop
 
-test: ## full suite as CI runs it (ruff, mypy, pytest with live infra)
+test: ## full suite as CI runs it (ruff, format, mypy, pytest with live infra, coverage)
 	scripts/test.sh
 
-lint: ## ruff check
-	.venv/bin/ruff check .
+test-unit: ## unit tests only: no RabbitMQ, database or services needed, well under a minute
+	.venv/bin/pytest -q -p no:cacheprovider tests/unit
 
-typecheck: ## mypy (strict)
-	.venv/bin/mypy libs/common/src services/*/src
+test-fuzz: ## Hypothesis property tests with fresh random seeds (failures print a reproduce blob)
+	HYPOTHESIS_PROFILE=explore .venv/bin/pytest -q -p no:cacheprovider -m property tests/unit
+
+lint: ## ruff check and ruff format --check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: ## ruff format (rewrites files)
+	.venv/bin/ruff format .
+
+typecheck: ## mypy: strict on libs and services; tests with their override (pyproject)
+	.venv/bin/mypy libs/*/src services/*/src
+	.venv/bin/mypy tests
 
 bench: ## run the benchmarks (bench/results/)
 	$(PY) bench/run_all.py

@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: a throw-away stack, v1 HTTP helpers, stats, output.
 
-Every benchmark runs its own stack (``caesar_common.devstack.Stack``) in a temporary
+Every benchmark runs its own stack (``caesar_testkit.devstack.Stack``) in a temporary
 directory, on its own RabbitMQ virtual host and with its own database prefix, and removes
 all three when it ends, so benchmarks never see each other's (or the tests') messages and
 documents. The infrastructure itself (RabbitMQ, the MongoDB-wire server) must already run:
@@ -31,7 +31,7 @@ from astropy.io import fits
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from caesar_common.devstack import SERVICES, Stack
+from caesar_testkit.devstack import SERVICES, Stack
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"

@@ -58,9 +58,9 @@ from _stack import (
 )
 
 from caesar_common.apps import PlanContext, Step, get_app
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
 from caesar_runner.domain.process import sanitised_environment
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 JOB_INPUTS: dict[str, Any] = {"seedthr": 5}
 BIN_DIR = Path(sys.executable).parent

@@ -60,8 +60,8 @@ from _stack import (
     write_result,
 )
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 #: Everything but the runner: jobs are accepted, scheduled and stay queued.
 SERVICES_NO_RUNNER = ("api", "scheduler", "monitor", "accounting")

@@ -35,7 +35,7 @@ import aiohttp
 from _stack import RESULTS_DIR, check_infra, running_stack
 
 from caesar_common.apps import PlanContext, get_app
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 PARAMS: dict[str, dict[str, Any]] = {"sfind": {}, "bdsf": {}, "aegean": {"bkgbox": 100, "bkggrid": 20}}
 

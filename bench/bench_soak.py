@@ -37,8 +37,8 @@ from bench._stack import (
     write_result,
 )
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 ENV = {
     "CAESAR_ENABLE_TEST_APPS": "true",

@@ -46,7 +46,7 @@ from _stack import (
     write_zero_fits,
 )
 
-from caesar_common.devstack import Stack
+from caesar_testkit.devstack import Stack
 
 
 def run_dd(target: Path, mib: int) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
+from caesar_testkit.skysim import SimulationSpec, crossmatch, write_simulation
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}
 

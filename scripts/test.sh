@@ -67,10 +67,19 @@ step() {
 }
 
 step ruff .venv/bin/ruff check .
-step mypy .venv/bin/mypy libs/common/src services/*/src
-# Exit 5 (no tests collected) is non-zero, so it fails too, as it should.
-step pytest .venv/bin/pytest -q -p no:cacheprovider tests/unit tests/integration tests/e2e tests/chaos tests/fuzz "$@"
+step ruff-format .venv/bin/ruff format --check .
+step mypy .venv/bin/mypy libs/*/src services/*/src
+step mypy-tests .venv/bin/mypy tests
+# Exit 5 (no tests collected) is non-zero, so it fails too, as it should. Coverage is
+# measured in the test process (services the e2e tests start as processes are not);
+# the data file goes to the run directory, not the work tree.
+export COVERAGE_FILE="$RUN_DIR/coverage"
+step pytest .venv/bin/pytest -q -p no:cacheprovider --cov --cov-report=term:skip-covered \
+  tests/unit tests/integration tests/e2e tests/chaos tests/fuzz "$@"
 
 printf '\n=== summary\n'
 printf '%s\n' "${results[@]}"
+if total="$(.venv/bin/coverage report --format=total 2>/dev/null)"; then
+  printf 'coverage total: %s%%\n' "$total"
+fi
 exit "$failed"

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from pymongo import MongoClient
 
-from caesar_common.devstack import Stack
+from caesar_testkit.devstack import Stack
 
 # Hypothesis: `make test` (and CI) run derandomised, so a run passes or fails for a reason
 # and never by the seed it drew; `make test-fuzz` explores with fresh random seeds.
@@ -29,6 +29,18 @@ settings.register_profile(
     "explore", derandomize=False, database=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test ``property``, so `make test-fuzz` can select them all.
+
+    A marker added by hand would be forgotten on the next property test; Hypothesis tags
+    the functions it wraps, so the selection follows the code.
+    """
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)
+
 
 REPO = Path(__file__).resolve().parent.parent
 AMQP_URL = os.environ.get("CAESAR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -124,7 +136,7 @@ def isolated_stack(
     root: Path, services: Sequence[str] | None = None, *, prefix_letter: str = "s", **extra_env: str
 ) -> Iterator[Stack]:
     """Services as processes on their own vhost and databases, removed afterwards."""
-    from caesar_common.devstack import Stack
+    from caesar_testkit.devstack import Stack
 
     vhost = Vhost()
     prefix = f"{prefix_letter}{uuid.uuid4().hex[:10]}"

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from pymongo import MongoClient
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.conftest import MONGO_URL, isolated_stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}
@@ -93,6 +93,15 @@ async def burst(
                 await asyncio.sleep(0.2)
 
     await asyncio.gather(*(client() for _ in range(clients)))
+
+
+async def accepted_at_least(chaos: ChaosStack, n: int, timeout_s: float = 60.0) -> None:
+    """Wait until the burst has ``n`` accepted jobs, so a fault strikes mid-burst on a
+    fast or a slow machine alike (a fixed sleep may fall before or after the burst)."""
+    deadline = time.monotonic() + timeout_s
+    while len(chaos.accepted) < n:
+        assert time.monotonic() < deadline, f"only {len(chaos.accepted)} of {n} jobs accepted"
+        await asyncio.sleep(0.05)
 
 
 async def wait_all_terminal(

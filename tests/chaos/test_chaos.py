@@ -13,7 +13,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.chaos.conftest import ChaosStack, assert_promise_kept, burst, start_stack, upload_input
+from tests.chaos.conftest import (
+    ChaosStack,
+    accepted_at_least,
+    assert_promise_kept,
+    burst,
+    start_stack,
+    upload_input,
+)
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.chaos
@@ -68,8 +75,8 @@ async def test_api_killed_under_submission_load(
     """(d) SIGKILL the api twice during a burst; every accepted job still completes."""
     await upload_input(http, chaos, tmp_path)
     submitting = asyncio.ensure_future(burst(http, chaos, 150))
-    for _ in range(2):
-        await asyncio.sleep(2.0)
+    for round_ in (1, 2):
+        await accepted_at_least(chaos, 40 * round_)
         chaos.stack.kill("api", signal.SIGKILL)
         chaos.stack.start("api")
         chaos.stack.wait_ready("api")
@@ -88,7 +95,7 @@ async def test_broker_down_for_ten_seconds_during_burst(
     """(b) RabbitMQ stops for 10 s during a 200-job burst; nothing is lost or stuck."""
     await upload_input(http, chaos, tmp_path)
     submitting = asyncio.ensure_future(burst(http, chaos, 200))
-    await asyncio.sleep(2.0)
+    await accepted_at_least(chaos, 40)
     await asyncio.to_thread(infra, "ctl", "stop_app")
     try:
         await asyncio.sleep(10.0)
@@ -105,7 +112,7 @@ async def test_database_restarted_during_burst(
     """(c) The MongoDB-wire server is killed and restarted during a burst."""
     await upload_input(http, chaos, tmp_path)
     submitting = asyncio.ensure_future(burst(http, chaos, 150))
-    await asyncio.sleep(2.0)
+    await accepted_at_least(chaos, 30)
     run_dir = Path(os.environ.get("CAESAR_RUN_DIR", REPO / ".run"))
     pid = int((run_dir / "pids" / "mongo.pid").read_text().split()[0])
     await asyncio.to_thread(subprocess.run, ["kill", "-9", str(pid)], check=True)

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from caesar_common.devstack import Stack
+from caesar_testkit.devstack import Stack
 from tests.conftest import isolated_stack
 
 TERMINAL = {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"}

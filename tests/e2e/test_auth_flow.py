@@ -7,9 +7,7 @@ private.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, claims_of, keycloak_up, password_token
 from tests.e2e.conftest import TERMINAL, make_stack
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -80,13 +79,15 @@ async def test_job_isolation_end_to_end(
         assert resp.status == 202, await resp.text()
         job_id = (await resp.json())["job_id"]
 
-    deadline = time.monotonic() + 240
-    while True:
+    body: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        nonlocal body
         code, body = await status_of(http, stack, job_id, alice)
         assert code == 200
-        if body["state"] in TERMINAL or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
+        return body["state"] in TERMINAL
+
+    await eventually(finished, timeout_s=240, what=f"job {job_id} to finish")
     assert body["state"] == "SUCCESS", body
 
     for path in (

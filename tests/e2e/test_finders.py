@@ -18,10 +18,10 @@ from astropy import units as u
 from astropy.table import Table
 from astropy.utils.data import get_pkg_data_filename
 
-from caesar_common.catalogs.image import load_image
-from caesar_common.catalogs.sfind import find_sources
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
+from caesar_runner.catalogs.image import load_image
+from caesar_runner.catalogs.sfind import find_sources
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, crossmatch, write_simulation
 from tests.e2e.conftest import submit, upload, wait_state
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.conftest import REPO
 from tests.e2e.conftest import make_stack, status, submit, upload, wait_state
 

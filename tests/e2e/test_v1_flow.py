@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from caesar_common.devstack import Stack
-from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
+from caesar_testkit.devstack import Stack
+from caesar_testkit.skysim import SimulationSpec, crossmatch, write_simulation
 from tests.e2e.conftest import status, submit, timeline, upload, wait_state
 
 pytestmark = pytest.mark.e2e

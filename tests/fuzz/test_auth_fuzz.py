@@ -24,7 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from caesar_common.devstack import Stack
+from caesar_testkit.devstack import Stack
 from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, keycloak_up, password_token
 from tests.conftest import isolated_stack
 

@@ -7,9 +7,8 @@ broker vhost and database prefix of the test, and served by aiohttp's test serve
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ V1 = "/caesar/api/v1.0"
 @dataclass
 class RunningApi:
     client: TestClient[Any, Any]
-    runtime: ServiceRuntime
+    runtime: ServiceRuntime[ApiSettings]
     settings: ApiSettings
 
     def files_docs(self) -> Awaitable[list[Document]]:
@@ -96,14 +95,3 @@ def radio_fits(size: int = 64) -> bytes:
     buffer = io.BytesIO()
     fits.PrimaryHDU(data, header=header).writeto(buffer)
     return buffer.getvalue()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll ``check`` until it is true (events and projections are asynchronous)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)

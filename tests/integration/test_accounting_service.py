@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from prometheus_client import REGISTRY
 
 from caesar_accounting.adapters.files import FILE_USAGE
 from caesar_accounting.adapters.jobs import JOB_USAGE
-from caesar_accounting.bootstrap import INDEXES, OUTBOX_COLLECTIONS, build
+from caesar_accounting.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build
 from caesar_accounting.entrypoints.http import create_app
 from caesar_accounting.settings import AccountingSettings
 from caesar_common.bus import Bus
@@ -33,6 +31,8 @@ from caesar_common.ids import new_file_id, new_job_id
 from caesar_common.jobstate import JobState
 from caesar_common.runtime import ServiceRuntime, add_operational_routes
 from tests.conftest import Vhost
+from tests.integration.conftest import ServiceStarter
+from tests.integration.service_support import eventually, sample
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,9 @@ DAY2 = DAY1 + timedelta(days=1)
 
 
 @pytest.fixture
-async def accounting(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIterator[ServiceRuntime]:
+async def accounting(
+    amqp_url: str, mongo_url: str, db_prefix: str, start_service: ServiceStarter
+) -> ServiceRuntime[AccountingSettings]:
     settings = AccountingSettings(
         amqp_url=amqp_url,
         mongo_url=mongo_url,
@@ -49,32 +51,9 @@ async def accounting(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIter
         http_port=0,
         metrics_interval_s=0.2,
     )
-    runtime = ServiceRuntime("accounting", settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
-    await runtime.connect()
-    await build(runtime)
-    runtime.ready = True
-    yield runtime
-    await runtime.shutdown(grace_s=5)
-
-
-@pytest.fixture
-async def bus(amqp_url: str) -> AsyncIterator[Bus]:
-    b = Bus(amqp_url, "test")
-    await b.connect()
-    yield b
-    await b.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return await start_service(
+        SERVICE, settings, build, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS
+    )
 
 
 def submitted(job_id: str, owner: str, app: str, when: datetime) -> JobSubmitted:
@@ -124,7 +103,7 @@ async def drained(vhost: Vhost, queue: str) -> None:
 
 
 async def test_totals_equal_the_truth_despite_duplicates_retries_and_reordering(
-    accounting: ServiceRuntime, bus: Bus, vhost: Vhost
+    accounting: ServiceRuntime[AccountingSettings], bus: Bus, vhost: Vhost
 ) -> None:
     app = f"app-{uuid.uuid4().hex[:8]}"
     other_app = f"app-{uuid.uuid4().hex[:8]}"
@@ -238,7 +217,9 @@ async def test_totals_equal_the_truth_despite_duplicates_retries_and_reordering(
     await eventually(gauge_right)
 
 
-async def test_deletion_overtaking_its_upload_is_not_stored(accounting: ServiceRuntime, bus: Bus) -> None:
+async def test_deletion_overtaking_its_upload_is_not_stored(
+    accounting: ServiceRuntime[AccountingSettings], bus: Bus
+) -> None:
     file_id = new_file_id()
     await bus.publish(Envelope.wrap(FileDeleted(file_id=file_id, owner="carol", size_bytes=42), "test"))
 

@@ -13,8 +13,9 @@ import pytest
 from yarl import URL
 
 from caesar_common.events import FileDeleted, FileUploaded, decode_as
-from tests.integration.api_support import V1, RunningApi, api_settings, eventually, radio_fits, running_api
-from tests.integration.helpers import EventTap
+from tests.integration.api_support import V1, RunningApi, api_settings, radio_fits, running_api
+from tests.integration.event_tap import EventTap
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import tarfile
 from collections.abc import AsyncIterator
@@ -21,11 +20,11 @@ from tests.integration.api_support import (
     V1,
     RunningApi,
     api_settings,
-    eventually,
     radio_fits,
     running_api,
 )
-from tests.integration.helpers import EventTap
+from tests.integration.event_tap import EventTap
+from tests.integration.service_support import eventually, handled
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +160,7 @@ async def test_status_follows_events_forward_only(api: RunningApi, vhost: Vhost)
     assert (await status(api, job_id))["state"] == "PENDING"
 
     async def state_is(expected: str) -> bool:
-        return (await status(api, job_id))["state"] == expected
+        return bool((await status(api, job_id))["state"] == expected)
 
     await publish_state(api, job_id, JobState.QUEUED, pool="local")
     await eventually(lambda: state_is("QUEUED"), what="QUEUED")
@@ -199,6 +198,13 @@ async def test_events_out_of_order_converge(api: RunningApi, vhost: Vhost) -> No
     await publish_state(api, job_id, JobState.FAILURE, exit_code=3)
     await publish_state(api, job_id, JobState.RUNNING, pid=5)
     await publish_state(api, job_id, JobState.QUEUED)
+
+    async def failed() -> bool:
+        return bool((await status(api, job_id))["state"] == "FAILURE")
+
+    # Queue depths come from the broker's periodic stats: wait for the outcome first,
+    # then for the queue to drain, so a late RUNNING or QUEUED would still be seen.
+    await eventually(failed, what="FAILURE")
     await projection_idle(vhost)
     body = await status(api, job_id)
     assert body["state"] == "FAILURE"
@@ -223,7 +229,7 @@ async def test_cancel_pending_then_already_completed(api: RunningApi, amqp_url: 
     await publish_state(api, job_id, JobState.CANCELED)
 
     async def canceled() -> bool:
-        return (await status(api, job_id))["state"] == "CANCELED"
+        return bool((await status(api, job_id))["state"] == "CANCELED")
 
     await eventually(canceled, what="CANCELED")
     resp = await api.client.get(f"{V1}/job/{job_id}/cancel")
@@ -239,7 +245,7 @@ async def test_cancel_a_queued_job(api: RunningApi) -> None:
     await publish_state(api, job_id, JobState.QUEUED)
 
     async def queued() -> bool:
-        return (await status(api, job_id))["state"] == "QUEUED"
+        return bool((await status(api, job_id))["state"] == "QUEUED")
 
     await eventually(queued, what="QUEUED")
     resp = await api.client.get(f"{V1}/job/{job_id}/cancel")
@@ -261,7 +267,7 @@ async def test_output_archive(api: RunningApi) -> None:
     await publish_state(api, job_id, JobState.SUCCESS, exit_code=0)
 
     async def done() -> bool:
-        return (await status(api, job_id))["state"] == "SUCCESS"
+        return bool((await status(api, job_id))["state"] == "SUCCESS")
 
     await eventually(done, what="SUCCESS")
     resp = await api.client.get(f"{V1}/job/{job_id}/output")
@@ -414,16 +420,15 @@ async def test_provisional_failure_is_never_shown(api: RunningApi) -> None:
     await publish_state(api, job_id, JobState.RUNNING, pid=7, runner_id="r1")
 
     async def state_is(expected: str) -> bool:
-        return (await status(api, job_id))["state"] == expected
+        return bool((await status(api, job_id))["state"] == expected)
 
     await eventually(lambda: state_is("RUNNING"), what="RUNNING")
+    before = handled("api.job-states")
     await publish_state(api, job_id, JobState.FAILURE, reason="runner lost", retryable=True)
-    # The projection handles the failure within milliseconds; for a while the job must
+    # Once the projection has handled (and acked) the provisional failure, the job must
     # still read RUNNING (a broken projection shows FAILURE here).
-    seen = []
-    for _ in range(30):
-        seen.append((await status(api, job_id))["state"])
-        await asyncio.sleep(0.05)
+    await eventually(lambda: handled("api.job-states") > before, what="the failure handled")
+    seen = {(await status(api, job_id))["state"]}
     await publish_state(api, job_id, JobState.QUEUED, attempt=2)
     await eventually(lambda: state_is("QUEUED"), what="attempt 2 QUEUED")
     await publish_state(api, job_id, JobState.SUCCESS, attempt=2, exit_code=0, elapsed_s=1.5)

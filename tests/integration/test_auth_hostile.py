@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.api_support import V1, RunningApi, api_settings, eventually, radio_fits, running_api
+from tests.integration.api_support import V1, RunningApi, api_settings, radio_fits, running_api
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -27,6 +27,8 @@ from caesar_common.events import (
     decode,
 )
 from caesar_common.jobstate import JobState
+from tests.conftest import Vhost, rabbitmqctl
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -98,19 +100,33 @@ async def depth(raw: AbstractConnection, queue: str) -> int:
         await channel.close()
 
 
+async def consumers(raw: AbstractConnection, queue: str) -> int:
+    """Consumers the broker has registered on a queue (passive declare)."""
+    channel = await raw.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        count = declared.declaration_result.consumer_count
+        assert count is not None
+        return count
+    finally:
+        await channel.close()
+
+
 async def get_one(raw: AbstractConnection, queue: str) -> AbstractIncomingMessage:
     """The next message of ``queue`` (auto-acked), waiting up to WAIT_S for it."""
     channel = await raw.channel()
+    got: list[AbstractIncomingMessage] = []
     try:
         q = await channel.declare_queue(queue, passive=True)
-        deadline = asyncio.get_running_loop().time() + WAIT_S
-        while True:
+
+        async def arrived() -> bool:
             message = await q.get(no_ack=True, fail=False)
             if message is not None:
-                return message
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"nothing arrived in {queue}")
-            await asyncio.sleep(0.05)
+                got.append(message)
+            return bool(got)
+
+        await eventually(arrived, WAIT_S, what=f"a message in {queue}")
+        return got[0]
     finally:
         await channel.close()
 
@@ -176,8 +192,12 @@ async def test_publish_with_confirm_and_consume_by_binding(bus: Bus, raw: Abstra
     assert isinstance(message, JobStateChanged)
     assert message.state is JobState.SUCCESS
     assert message.attempt == 2
-    await asyncio.sleep(0.2)
-    assert len(recorder.received) == 2
+    # Marker: a bound event published after the unbound one. The queue is FIFO, so once
+    # the marker is handled the unbound event would have been handled before it.
+    marker = state_event(JobState.CANCELED, attempt=3)
+    await bus.publish(marker)
+    await recorder.wait(3)
+    assert [e.id for e in recorder.received] == [first.id, second.id, marker.id]
 
     # What a foreign subscriber sees on the wire.
     await get_one(raw, "spy")
@@ -239,6 +259,46 @@ async def test_ack_only_after_the_handler_returns(amqp_url: str, raw: AbstractCo
     # The survivor's handler returned, so the message is gone for good.
     assert await depth(raw, "acks") == 0
     assert await depth(raw, "acks.dlq") == 0
+
+
+async def test_a_dropped_connection_does_not_cancel_the_handler_in_hand(amqp_url: str, vhost: Vhost) -> None:
+    """A handler whose connection drops mid-way still runs to its end.
+
+    aiormq cancels a channel's delivery tasks when the connection is lost. A handler cut
+    off after its write but before its follow-up strands work: a runner's claim was
+    written, its job never started, and the redelivered command found the claim and did
+    nothing (a job stuck in STARTED after a broker outage). The message is still
+    redelivered, since its ack could not reach the broker.
+    """
+    bus = Bus(amqp_url, "test")
+    await bus.connect(wait_s=5)
+    lost, entered, gate, again = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+    bus.connection.close_callbacks.add(lambda *_: lost.set())
+    outcomes: list[str] = []
+
+    async def handler(envelope: Envelope) -> None:
+        if entered.is_set():
+            outcomes.append("redelivered")
+            again.set()
+            return
+        entered.set()
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            outcomes.append("cancelled")
+            raise
+        outcomes.append("finished")
+
+    await bus.consume(QueueSpec("in-hand", bindings=["file.deleted"]), handler)
+    await bus.publish(file_deleted())
+    await asyncio.wait_for(entered.wait(), WAIT_S)
+    await asyncio.to_thread(rabbitmqctl, "close_all_connections", "-p", vhost.name, "test drops the link")
+    await asyncio.wait_for(lost.wait(), WAIT_S)
+    gate.set()
+    await asyncio.wait_for(again.wait(), 3 * WAIT_S)  # the robust connection came back
+    await bus.stop_consuming(grace_s=5)
+    await bus.close()
+    assert outcomes == ["finished", "redelivered"]
 
 
 async def test_failing_handler_is_retried_in_process(amqp_url: str, raw: AbstractConnection) -> None:
@@ -331,11 +391,14 @@ async def test_pause_and_resume(bus: Bus, raw: AbstractConnection) -> None:
     assert not subscription.active
     await subscription.pause()  # idempotent
 
+    # Paused means the broker has no consumer for the queue (pause() returned after the
+    # broker's cancel-ok), so nothing can be delivered to the process from here on.
+    assert await consumers(raw, "pool") == 0
+
     envelope = file_deleted()
-    await bus.publish(envelope)
-    await asyncio.sleep(0.5)
-    assert recorder.received == []
+    await bus.publish(envelope)  # confirmed: in the queue now
     assert await depth(raw, "pool") == 1  # waiting in the broker, not in the process
+    assert recorder.received == []
 
     await subscription.resume()
     assert subscription.active
@@ -363,24 +426,29 @@ async def test_stop_consuming_waits_for_the_message_in_hand(
         finished.append(envelope.id)
 
     spec = QueueSpec("graceful", bindings=["file.deleted"])
-    await bus.consume(spec, slow)
+    subscription = await bus.consume(spec, slow)
     first = file_deleted()
     await bus.publish(first)
     await asyncio.wait_for(started.wait(), WAIT_S)
 
     stopping = asyncio.ensure_future(bus.stop_consuming(grace_s=WAIT_S))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: not subscription.active, WAIT_S, what="stop_consuming to pause the consumer")
+    # Marker: a request on the subscription's channel after the cancel. A channel answers
+    # its requests in order, so once the marker is answered the cancel was too, and
+    # stop_consuming has gone as far as it can without the message in hand.
+    await subscription.channel.declare_queue(spec.name, passive=True)
+    # No more messages are taken after stopping.
+    await bus.publish(file_deleted())
+    assert await depth(raw, "graceful") == 1
     assert not stopping.done()  # the message in hand is not abandoned
     gate.set()
     await asyncio.wait_for(stopping, WAIT_S)
     assert finished == [first.id]
 
-    # No more messages are taken after stopping; the handled one was acked (once the
-    # connection is closed, an unacked message would be back in the queue too).
-    await bus.publish(file_deleted())
-    await asyncio.sleep(0.3)
-    assert finished == [first.id]
+    # The handled one was acked (once the connection is closed, an unacked message would
+    # be back in the queue too); the marker was never taken.
     await bus.close()
+    assert finished == [first.id]
     assert await depth(raw, "graceful") == 1
 
     # A handler that never returns does not hold shutdown beyond the grace period.
@@ -424,8 +492,13 @@ async def test_command_goes_to_its_queue_not_to_the_exchange(bus: Bus, raw: Abst
     # The same envelope published as an event reaches the spy, not the pool queue.
     await bus.publish(command)
     assert await depth(raw, "spy") == 1
-    await asyncio.sleep(0.3)
-    assert len(recorder.received) == 1
+    # Marker: a second command to the queue. The queue is FIFO, so had the event been
+    # routed to it, it would have been handled before the marker.
+    marker = run_job("local")
+    await bus.publish(marker, to_queue=queue)
+    await recorder.wait(2)
+    assert [e.id for e in recorder.received] == [command.id, marker.id]
+    assert await depth(raw, "spy") == 1
 
 
 async def test_command_to_missing_queue_raises_instead_of_vanishing(amqp_url: str) -> None:

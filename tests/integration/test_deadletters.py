@@ -17,6 +17,7 @@ from caesar_common.deadletters import depths, list_dead_letters, replay
 from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_monitor.bootstrap import refresh_dead_letters
 from tests.integration.api_support import api_settings, running_api
+from tests.integration.service_support import eventually
 
 
 async def test_poison_message_is_listed_and_replayed(amqp_url: str) -> None:
@@ -40,10 +41,11 @@ async def test_poison_message_is_listed_and_replayed(amqp_url: str) -> None:
 
     connection = await aio_pika.connect(amqp_url)
     try:
-        for _ in range(100):
-            if (await depths(connection, ["scheduler.events"])).get("scheduler.events"):
-                break
-            await asyncio.sleep(0.1)
+
+        async def dead_lettered() -> bool:
+            return bool((await depths(connection, ["scheduler.events"])).get("scheduler.events"))
+
+        await eventually(dead_lettered, what="the heartbeat dead-lettered")
         letters = await list_dead_letters(connection, ["scheduler.events"])
         assert [(d.origin_queue, d.message_id) for d in letters] == [("scheduler.events", beat.id)]
         assert letters[0].reason == "delivery_limit"
@@ -55,10 +57,7 @@ async def test_poison_message_is_listed_and_replayed(amqp_url: str) -> None:
         healed.set()
         calls.clear()
         assert await replay(connection, "scheduler.events") == 1
-        for _ in range(100):
-            if calls:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: bool(calls), what="the replayed message handled")
         assert calls == [beat.id]
         assert await depths(connection, ["scheduler.events"]) == {"scheduler.events": 0}
     finally:

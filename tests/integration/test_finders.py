@@ -18,11 +18,11 @@ from astropy.table import Table, vstack
 from astropy.utils.data import get_pkg_data_filename
 
 from caesar_common.apps import PlanContext, get_app
-from caesar_common.catalogs.harmonise import read_native
-from caesar_common.catalogs.image import load_image
-from caesar_common.catalogs.sfind import find_sources
-from caesar_common.skysim import SimulationSpec, crossmatch, write_simulation
+from caesar_runner.catalogs.harmonise import read_native
+from caesar_runner.catalogs.image import load_image
+from caesar_runner.catalogs.sfind import find_sources
 from caesar_runner.finalize import finalize_step
+from caesar_testkit.skysim import SimulationSpec, crossmatch, write_simulation
 
 FINDERS: dict[str, dict[str, object]] = {"aegean": {}, "bdsf": {}, "sfind": {}}
 SEEDS = (21, 22, 23)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,12 +28,16 @@ from caesar_common.events import (
 )
 from caesar_common.ids import new_job_id
 from caesar_common.jobstate import JobState
+from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime, add_operational_routes
 from caesar_monitor.adapters.timelines import TIMELINES
-from caesar_monitor.bootstrap import INDEXES, OUTBOX_COLLECTIONS, build
+from caesar_monitor.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build
+from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE
 from caesar_monitor.entrypoints.http import create_app
 from caesar_monitor.settings import MonitorSettings
-from tests.integration.helpers import EventTap, outbox_drained
+from tests.integration.conftest import ServiceStarter
+from tests.integration.event_tap import EventTap, marker, outbox_drained
+from tests.integration.service_support import eventually, handled, sample
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +46,16 @@ RUNNER_TIMEOUT_S = 4.0  # generous: heartbeats are consumed late on a loaded 2-c
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
-MonitorFactory = Callable[..., Awaitable[ServiceRuntime]]
+MonitorFactory = Callable[..., Awaitable[ServiceRuntime[MonitorSettings]]]
 
 
 @pytest.fixture
-async def make_monitor(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIterator[MonitorFactory]:
+def make_monitor(
+    amqp_url: str, mongo_url: str, db_prefix: str, start_service: ServiceStarter
+) -> MonitorFactory:
     """Start the monitor (real consumer, loops, outbox relay) with test-sized clocks."""
-    started: list[ServiceRuntime] = []
 
-    async def start(**overrides: Any) -> ServiceRuntime:
+    async def start(**overrides: Any) -> ServiceRuntime[MonitorSettings]:
         options: dict[str, Any] = {
             "runner_timeout_s": RUNNER_TIMEOUT_S,
             "watchdog_interval_s": 0.2,
@@ -61,47 +67,22 @@ async def make_monitor(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIt
         settings = MonitorSettings(
             amqp_url=amqp_url, mongo_url=mongo_url, mongo_db_prefix=db_prefix, http_port=0, **options
         )
-        runtime = ServiceRuntime("monitor", settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
-        await runtime.connect()
-        await build(runtime)
-        runtime.ready = True
-        started.append(runtime)
-        return runtime
+        return await start_service(
+            SERVICE, settings, build, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS
+        )
 
-    yield start
-    for runtime in started:
-        await runtime.shutdown(grace_s=5)
+    return start
 
 
 @pytest.fixture
-async def monitor(make_monitor: MonitorFactory) -> ServiceRuntime:
+async def monitor(make_monitor: MonitorFactory) -> ServiceRuntime[MonitorSettings]:
     return await make_monitor()
 
 
 @pytest.fixture
-async def patient_monitor(make_monitor: MonitorFactory) -> ServiceRuntime:
+async def patient_monitor(make_monitor: MonitorFactory) -> ServiceRuntime[MonitorSettings]:
     """A monitor whose watchdog never fires: for histories without heartbeats."""
     return await make_monitor(runner_timeout_s=3600, wall_time_grace_s=86400)
-
-
-@pytest.fixture
-async def bus(amqp_url: str) -> AsyncIterator[Bus]:
-    b = Bus(amqp_url, "test")
-    await b.connect()
-    yield b
-    await b.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def at(seconds: float) -> datetime:
@@ -144,7 +125,7 @@ def retried_history(job_id: str, app: str) -> list[Message]:
     ]
 
 
-async def timeline_doc(runtime: ServiceRuntime, job_id: str) -> dict[str, Any] | None:
+async def timeline_doc(runtime: ServiceRuntime[MonitorSettings], job_id: str) -> dict[str, Any] | None:
     return await runtime.collection(TIMELINES).find_one({"_id": job_id})
 
 
@@ -156,16 +137,18 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_shuffled_duplicated_events_build_the_in_order_timeline(
-    patient_monitor: ServiceRuntime, bus: Bus
+    patient_monitor: ServiceRuntime[MonitorSettings], bus: Bus
 ) -> None:
     monitor = patient_monitor
     app = f"app-{uuid.uuid4().hex[:8]}"
     in_order, shuffled = new_job_id(), new_job_id()
     wait_before = sample("caesar_job_queue_wait_seconds_count", app=app)
     run_before = sample("caesar_job_run_seconds_count", app=app)
+    handled_before = handled(MONITOR_QUEUE.name)
 
     # Reference: one event at a time, each applied before the next is sent.
-    for n, message in enumerate(retried_history(in_order, app), start=1):
+    history = retried_history(in_order, app)
+    for n, message in enumerate(history, start=1):
         await bus.publish(Envelope.wrap(message, "test"))
 
         async def applied(n: int = n) -> bool:
@@ -180,12 +163,14 @@ async def test_shuffled_duplicated_events_build_the_in_order_timeline(
     for envelope in storm:
         await bus.publish(envelope)
 
-    async def settled() -> bool:
-        doc = await timeline_doc(monitor, shuffled)
-        return doc is not None and len(doc["events"]) == len(envelopes) and doc.get("state") == "SUCCESS"
+    # Every message sent, duplicates included, handled and acked: nothing is in flight
+    # any more that could still change the timeline.
+    sent = len(history) + len(storm)
 
-    await eventually(settled)
-    await asyncio.sleep(0.5)  # let the duplicates still in flight land (they must change nothing)
+    def all_handled() -> bool:
+        return handled(MONITOR_QUEUE.name) >= handled_before + sent
+
+    await eventually(all_handled, what="every message handled")
 
     reference = await timeline_doc(monitor, in_order)
     result = await timeline_doc(monitor, shuffled)
@@ -220,7 +205,7 @@ async def test_shuffled_duplicated_events_build_the_in_order_timeline(
     assert sample("caesar_jobs", state="RUNNING") == 0
 
 
-async def test_timeline_read_api(patient_monitor: ServiceRuntime, bus: Bus) -> None:
+async def test_timeline_read_api(patient_monitor: ServiceRuntime[MonitorSettings], bus: Bus) -> None:
     monitor = patient_monitor
     job_id = new_job_id()
     for message in retried_history(job_id, "caesar")[:4]:
@@ -293,18 +278,16 @@ async def start_job(bus: Bus, job_id: str, runner_id: str, *, wall_time_s: int =
 
 
 async def test_watchdog_fails_jobs_of_silent_runners_only(
-    monitor: ServiceRuntime, bus: Bus, amqp_url: str
+    monitor: ServiceRuntime[MonitorSettings], bus: Bus, amqp_url: str
 ) -> None:
-    lost, alive, overtime = new_job_id(), new_job_id(), new_job_id()
-    beating = True
+    lost, alive, overtime, later = new_job_id(), new_job_id(), new_job_id(), new_job_id()
 
-    async def keep_beating() -> None:
-        while beating:
-            await bus.publish(heartbeat("r-alive", "local", [alive, overtime]))
-            await asyncio.sleep(0.2)
+    async def beat() -> None:
+        await bus.publish(heartbeat("r-alive", "local", [alive, overtime]))
 
     async with EventTap(amqp_url, ["job.state.failure", "job.state.timed-out"]) as tap:
-        beats = asyncio.ensure_future(keep_beating())
+        # A live runner: a heartbeat every 0.2 s (a cadence, as a runner's, not a wait).
+        beats = asyncio.ensure_future(run_every(0.2, beat, "test heartbeat", first_after_s=0))
         try:
             await start_job(bus, lost, "r-dead")
             await start_job(bus, alive, "r-alive")
@@ -324,31 +307,40 @@ async def test_watchdog_fails_jobs_of_silent_runners_only(
             assert timed_out.data["retryable"] is False
 
             # Heartbeats keep coming: well past the timeout, the live runner's job stays.
-            await asyncio.sleep(RUNNER_TIMEOUT_S * 2)
+            # Marker: a job of another silent runner, started after ``lost`` was declared
+            # lost, hence more than a timeout after ``alive`` started. The sweep that ends
+            # it judges ``alive`` too, at two timeouts after its start; had the heartbeats
+            # not counted, ``alive`` would have been ended by an earlier sweep.
+            await start_job(bus, later, "r-dead-too")
+            verdict = await tap.wait_for(lambda e: e.subject == later, timeout_s=RUNNER_TIMEOUT_S + 10)
+            assert verdict.data["reason"] == "runner lost"
             assert not [e for e in tap.received if e.subject == alive]
             doc = await timeline_doc(monitor, alive)
             assert doc is not None
             assert doc["state"] == "RUNNING"
         finally:
-            beating = False
-            await beats
+            beats.cancel()
+            with suppress(asyncio.CancelledError):
+                await beats
 
         # Once they stop, that job is declared lost too.
         stopped = await tap.wait_for(lambda e: e.subject == alive, timeout_s=RUNNER_TIMEOUT_S + 10)
         assert stopped.data["reason"] == "runner lost"
 
-    doc = await timeline_doc(monitor, lost)
-    assert doc is not None
-    assert (doc["state"], doc["attempt"], doc["retryable"]) == ("FAILURE", 1, True)
-    assert doc["events"][-1]["event_id"] == failure.id  # appended with the state change
-    assert [e["event_id"] for e in doc["events"]].count(failure.id) == 1  # its echo is a duplicate
-    assert await outbox_drained(monitor.relay) == 0
-    # Exactly one verdict per job, despite many watchdog passes.
-    await asyncio.sleep(0.5)
+        doc = await timeline_doc(monitor, lost)
+        assert doc is not None
+        assert (doc["state"], doc["attempt"], doc["retryable"]) == ("FAILURE", 1, True)
+        assert doc["events"][-1]["event_id"] == failure.id  # appended with the state change
+        assert [e["event_id"] for e in doc["events"]].count(failure.id) == 1  # its echo is a duplicate
+        assert await outbox_drained(monitor.relay) == 0
+        # Exactly one verdict per job, despite many watchdog passes: every verdict stored
+        # is published (the outbox is empty), so all of them are in the tap before a
+        # marker published now (a FAILURE of an unknown job: the watchdog ignores it).
+        await tap.sync(bus.publish, marker(JobState.FAILURE))
     assert sum(1 for e in tap.received if e.subject == lost) == 1
 
 
-async def test_runner_slot_gauges_and_event_lag(monitor: ServiceRuntime, bus: Bus) -> None:
+async def test_runner_slot_gauges_and_event_lag(monitor: ServiceRuntime[MonitorSettings], bus: Bus) -> None:
     pool = f"pool-{uuid.uuid4().hex[:8]}"
     lag_before = sample("caesar_event_lag_seconds_count")
     await bus.publish(heartbeat("ra", pool, [], total=4, free=1))

@@ -12,9 +12,9 @@ from caesar_common.jobstate import JobState
 from caesar_monitor.adapters.runners import RunnerRepository
 from caesar_monitor.adapters.timelines import TIMELINES, TimelineRepository
 from caesar_monitor.domain.liveness import RUNNER_LOST, ActiveJob, Verdict
-from caesar_monitor.handlers import MonitorDeps
+from caesar_monitor.service.deps import MonitorDeps
+from caesar_monitor.service.watchdog import end_job, sweep
 from caesar_monitor.settings import MonitorSettings
-from caesar_monitor.watchdog import end_job, sweep
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,17 @@ def deps_and_kicks(async_mongo: Any, db_prefix: str) -> tuple[MonitorDeps, list[
     return deps, kicks
 
 
+def timelines_of(deps: MonitorDeps) -> Any:
+    """The real collection behind the deps' timeline store (typed as its port)."""
+    assert isinstance(deps.timelines, TimelineRepository)
+    return deps.timelines.collection
+
+
+def runners_of(deps: MonitorDeps) -> Any:
+    assert isinstance(deps.runners, RunnerRepository)
+    return deps.runners.collection
+
+
 async def running_job(deps: MonitorDeps, job_id: str, state: str = "RUNNING") -> dict[str, Any]:
     doc = {
         "_id": job_id,
@@ -50,7 +61,7 @@ async def running_job(deps: MonitorDeps, job_id: str, state: str = "RUNNING") ->
         "wall_time_s": 3600,
         "events": [],
     }
-    await deps.timelines.collection.insert_one(doc)
+    await timelines_of(deps).insert_one(doc)
     return doc
 
 
@@ -63,7 +74,7 @@ async def test_verdict_sets_state_entry_and_outbox_in_one_write(
     [applied] = await sweep(deps)  # runner r1 never heartbeated: silent for 5 minutes
     assert applied.reason == RUNNER_LOST
     assert kicks == [job_id]
-    doc = await deps.timelines.collection.find_one({"_id": job_id})
+    doc = await timelines_of(deps).find_one({"_id": job_id})
     assert doc is not None
     assert (doc["state"], doc["attempt"], doc["retryable"]) == ("FAILURE", 1, True)
     assert doc["outbox_pending"] is True
@@ -80,10 +91,10 @@ async def test_stale_verdict_changes_nothing(deps_and_kicks: tuple[MonitorDeps, 
     doc = await running_job(deps, job_id, state="STARTED")
     stale = ActiveJob.of(doc)
     # The runner reported after the sweep read the job: it is RUNNING now.
-    await deps.timelines.collection.update_one({"_id": job_id}, {"$set": {"state": "RUNNING"}})
+    await timelines_of(deps).update_one({"_id": job_id}, {"$set": {"state": "RUNNING"}})
     verdict = Verdict(stale, JobState.FAILURE, RUNNER_LOST, retryable=True)
     assert await end_job(deps, verdict) is False
-    after = await deps.timelines.collection.find_one({"_id": job_id})
+    after = await timelines_of(deps).find_one({"_id": job_id})
     assert after is not None
     assert after["state"] == "RUNNING"
     assert "outbox" not in after
@@ -93,5 +104,5 @@ async def test_stale_verdict_changes_nothing(deps_and_kicks: tuple[MonitorDeps, 
 async def test_live_runner_keeps_its_job(deps_and_kicks: tuple[MonitorDeps, list[str]]) -> None:
     deps, _ = deps_and_kicks
     await running_job(deps, new_job_id())
-    await deps.runners.collection.insert_one({"_id": "r1", "last_seen": NOW - timedelta(seconds=5)})
+    await runners_of(deps).insert_one({"_id": "r1", "last_seen": NOW - timedelta(seconds=5)})
     assert await sweep(deps) == []

@@ -6,7 +6,6 @@ to ``#`` on ``caesar.events``), so what is checked is what a subscriber would se
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +36,7 @@ from caesar_common.outbox import (
     outbox_fields,
     outbox_update,
 )
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -111,17 +111,16 @@ class Spy:
     async def take(self, which: str, n: int) -> list[Envelope]:
         """Exactly the next ``n`` messages of a spy queue, in order (waits for them)."""
         got: list[Envelope] = []
-        deadline = asyncio.get_running_loop().time() + WAIT_S
-        while len(got) < n:
+
+        async def all_taken() -> bool:
             message = await self.queues[which].get(no_ack=True, fail=False)
-            if message is None:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"{which}: got {len(got)} of {n} messages")
-                await asyncio.sleep(0.05)
-                continue
-            envelope = Envelope.from_bytes(message.body)
-            assert message.message_id == envelope.id
-            got.append(envelope)
+            if message is not None:
+                envelope = Envelope.from_bytes(message.body)
+                assert message.message_id == envelope.id
+                got.append(envelope)
+            return len(got) >= n
+
+        await eventually(all_taken, WAIT_S, what=f"{n} messages in {which}")
         return got
 
     async def empty(self, which: str) -> bool:
@@ -139,14 +138,6 @@ async def outbox_of(collection: AsyncCollection[Document], doc_id: Any) -> Docum
     doc = await collection.find_one({"_id": doc_id})
     assert doc is not None
     return doc
-
-
-async def eventually(check: Any, timeout_s: float = WAIT_S) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
 
 
 # --------------------------------------------------------------------- writing the outbox
@@ -310,7 +301,7 @@ async def test_kick_publishes_right_away(bus: Bus, jobs: AsyncCollection[Documen
         doc = await outbox_of(jobs, JOB_ID)
         return doc["outbox"] == [] and "outbox_pending" not in doc
 
-    await eventually(drained)
+    await eventually(drained, WAIT_S)
     await relay.flush(timeout_s=5)
     assert await spy.empty("events")  # each event exactly once
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,12 +13,13 @@ import pytest
 from caesar_common.bus import Bus, runner_pool_queue
 from caesar_common.events import Envelope, InputFile, JobCancelRequested, RunJob
 from caesar_common.runtime import ServiceRuntime
-from caesar_common.skysim import SimulationSpec, write_simulation
-from caesar_runner.__main__ import build
-from caesar_runner.adapters.claims import CLAIMS, INDEXES
-from caesar_runner.service import JobRunner
+from caesar_runner.adapters.claims import CANCELS, CLAIMS, INDEXES
+from caesar_runner.bootstrap import build
+from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
-from tests.integration.helpers import EventTap, outbox_drained
+from caesar_testkit.skysim import SimulationSpec, write_simulation
+from tests.integration.event_tap import EventTap, marker, outbox_drained
+from tests.integration.service_support import eventually, handled
 
 pytestmark = pytest.mark.integration
 FILE_ID = "f" * 32
@@ -27,7 +27,7 @@ FILE_ID = "f" * 32
 
 @dataclass
 class RunnerUnderTest:
-    runtime: ServiceRuntime
+    runtime: ServiceRuntime[RunnerSettings]
     runner: JobRunner
     bus: Bus
     jobs_root: Path
@@ -52,7 +52,7 @@ async def runner(
     )
     runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=[CLAIMS])
     await runtime.connect()
-    job_runner = await build(runtime, settings)
+    job_runner = await build(runtime)
     bus = Bus(amqp_url, "test")
     await bus.connect()
     yield RunnerUnderTest(runtime, job_runner, bus, jobs_root)
@@ -104,11 +104,18 @@ async def test_redelivered_command_never_starts_a_second_process(
 ) -> None:
     job_id = str(uuid.uuid4())
     command = run_job(job_id)
+    queue = runner_pool_queue("local")
+    before = handled(queue)
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
-        await runner.bus.publish(command, to_queue=runner_pool_queue("local"))
-        await runner.bus.publish(command, to_queue=runner_pool_queue("local"))
+        await runner.bus.publish(command, to_queue=queue)
+        await runner.bus.publish(command, to_queue=queue)
         await tap.wait_for(lambda e: e.subject == job_id and e.data["state"] == "SUCCESS", 90)
-        await asyncio.sleep(1.0)
+        # Both deliveries handled and acked (the second found the claim), every event they
+        # caused published (the outbox is empty), and a marker published after that has
+        # arrived: the tap holds all of the job's events.
+        await eventually(lambda: handled(queue) >= before + 2, what="both deliveries handled")
+        assert await outbox_drained(runner.runtime.relay) == 0
+        await tap.sync(runner.bus.publish, marker())
     assert states_of(tap, job_id) == ["STARTED", "RUNNING", "SUCCESS"]
     claims = runner.runtime.collection(CLAIMS)
     assert await claims.count_documents({"job_id": job_id}) == 1
@@ -122,10 +129,17 @@ async def test_cancel_before_claim_never_runs(runner: RunnerUnderTest, amqp_url:
                 JobCancelRequested(job_id=job_id, owner="anonymous", requested_at=datetime.now(UTC)), "t"
             )
         )
-        await asyncio.sleep(0.5)
+        cancels = runner.runtime.collection(CANCELS)
+
+        async def cancel_recorded() -> bool:
+            return await cancels.find_one({"_id": job_id}) is not None
+
+        await eventually(cancel_recorded, what="the cancel to be recorded")
         await runner.bus.publish(run_job(job_id), to_queue=runner_pool_queue("local"))
         await tap.wait_for(lambda e: e.subject == job_id, 30)
-        await asyncio.sleep(0.5)
+        # Every event of the claim published, then a marker: nothing else of the job came.
+        assert await outbox_drained(runner.runtime.relay) == 0
+        await tap.sync(runner.bus.publish, marker())
     assert states_of(tap, job_id) == ["CANCELED"]
     assert not (runner.jobs_root / "anonymous" / job_id).exists()
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +20,7 @@ from pymongo import ASCENDING, IndexModel
 from caesar_common.runtime import ServiceRuntime, add_operational_routes
 from caesar_common.settings import ServiceSettings
 from caesar_common.store import mongo_client
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def settings_for(amqp_url: str, mongo_url: str, db_prefix: str) -> ServiceSettin
     )
 
 
-async def client_for(runtime: ServiceRuntime) -> TestClient[web.Request, web.Application]:
+async def client_for(runtime: ServiceRuntime[ServiceSettings]) -> TestClient[web.Request, web.Application]:
     app = web.Application()
     add_operational_routes(app, runtime)
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
@@ -162,7 +162,8 @@ SERVICE = textwrap.dedent(
     amqp_url, mongo_url, prefix, port = sys.argv[1:5]
 
     async def build(runtime):
-        await asyncio.sleep(1.0)  # declaring queues, starting consumers ...
+        # Declaring queues, starting consumers ... until the test says "go" (on stdin).
+        await asyncio.to_thread(sys.stdin.readline)
         print("built", flush=True)
 
     async def on_shutdown(runtime):
@@ -198,30 +199,38 @@ async def test_run_service_serves_health_first_then_ready_then_stops_on_sigterm(
         [sys.executable, "-c", SERVICE, amqp_url, mongo_url, db_prefix, str(port)],
         cwd=REPO,
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
     seen: list[tuple[int, int]] = []
+    assert proc.stdin is not None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+
+            async def answered() -> bool:
                 assert proc.poll() is None, proc.communicate()[0]
                 try:
                     health = await http.get(f"{base}/healthz")
                     ready = await http.get(f"{base}/readyz")
                 except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-                    continue
+                    return False
                 seen.append((health.status, ready.status))
-                if ready.status == 200:
-                    break
-                await asyncio.sleep(0.1)
-        # Alive (and answering) before it was ready; ready in the end.
-        assert seen, "the service never answered"
-        assert seen[0] == (200, 503)
+                return True
+
+            await eventually(answered, timeout_s=30, what="the service to answer")
+            # Alive (and answering) while build() is still running: not ready.
+            assert seen == [(200, 503)]
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+            async def became_ready() -> bool:
+                return await answered() and seen[-1][1] == 200
+
+            await eventually(became_ready, timeout_s=30, what="the service to be ready")
+        # Ready in the end, alive all along.
         assert seen[-1] == (200, 200)
         assert {h for h, _ in seen} == {200}
 

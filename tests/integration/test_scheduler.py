@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
@@ -21,16 +19,23 @@ from caesar_common.events import (
 )
 from caesar_common.jobstate import JobState
 from caesar_common.runtime import ServiceRuntime
-from caesar_scheduler.__main__ import build
-from caesar_scheduler.adapters.jobs import COLLECTION, INDEXES
+from caesar_scheduler import metrics
+from caesar_scheduler.adapters.jobs import COLLECTION
+from caesar_scheduler.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build
+from caesar_scheduler.entrypoints.consumer import SCHEDULER_QUEUE
 from caesar_scheduler.settings import SchedulerSettings
-from tests.integration.helpers import EventTap
+from tests.integration.conftest import ServiceStarter
+from tests.integration.event_tap import EventTap, marker, outbox_drained
+from tests.integration.service_support import eventually, handled, sample
 
 pytestmark = pytest.mark.integration
+POOL = "local"
 
 
 @pytest.fixture
-async def scheduler(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncIterator[ServiceRuntime]:
+async def scheduler(
+    amqp_url: str, mongo_url: str, db_prefix: str, start_service: ServiceStarter
+) -> ServiceRuntime[SchedulerSettings]:
     settings = SchedulerSettings(
         amqp_url=amqp_url,
         mongo_url=mongo_url,
@@ -40,19 +45,12 @@ async def scheduler(amqp_url: str, mongo_url: str, db_prefix: str) -> AsyncItera
         max_attempts=2,
         outbox_sweep_interval_s=0.5,
     )
-    runtime = ServiceRuntime("scheduler", settings, indexes=INDEXES, outbox_collections=[COLLECTION])
-    await runtime.connect()
-    await build(runtime, settings)
-    yield runtime
-    await runtime.shutdown(grace_s=5)
-
-
-@pytest.fixture
-async def bus(amqp_url: str) -> AsyncIterator[Bus]:
-    b = Bus(amqp_url, "test")
-    await b.connect()
-    yield b
-    await b.close()
+    # No dispatch round of this scheduler has run yet (see ``round_saw``).
+    metrics.WAITING_JOBS.labels(POOL).set(-1)
+    metrics.FREE_SLOTS.labels(POOL).set(-1)
+    return await start_service(
+        SERVICE, settings, build, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS
+    )
 
 
 def submitted(job_id: str, owner: str = "alice", app: str = "aegean") -> Envelope:
@@ -83,34 +81,64 @@ def heartbeat(slots: int) -> Envelope:
     )
 
 
-async def read_commands(amqp_url: str, n: int, timeout_s: float = 10.0) -> list[RunJob]:
+async def read_commands(amqp_url: str, n: int | None = None, timeout_s: float = 10.0) -> list[RunJob]:
+    """The next ``n`` RunJob commands of the pool's queue, waiting for them (fails if fewer
+    come); with no ``n``, the commands in the queue right now, without waiting.
+    """
     connection = await aio_pika.connect(amqp_url)
+    out: list[RunJob] = []
     try:
         channel = await connection.channel()
-        queue = await channel.get_queue(runner_pool_queue("local"))
-        out: list[RunJob] = []
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(out) < n and asyncio.get_running_loop().time() < deadline:
+        queue = await channel.get_queue(runner_pool_queue(POOL))
+
+        async def take() -> bool:
             message = await queue.get(fail=False)
             if message is None:
-                await asyncio.sleep(0.1)
-                continue
+                return n is None
             await message.ack()
             out.append(RunJob.model_validate(Envelope.from_bytes(message.body).data))
+            return len(out) == n
+
+        await eventually(take, timeout_s, what=f"{n} RunJob commands")
         return out
     finally:
         await connection.close()
 
 
+async def round_saw(waiting: int, free: int) -> None:
+    """Wait for a dispatch round that saw ``waiting`` jobs and ``free`` slots in the pool.
+
+    The round sets both gauges before it dispatches, and picks no more jobs than there
+    are free slots: after a round that saw no slot free (or no job waiting) and with the
+    scheduler's outbox then drained, every command it will ever send for what it saw is
+    in the queue. The fixture resets the gauges, so no earlier test's round answers.
+    """
+
+    def seen() -> bool:
+        return (
+            sample("caesar_scheduler_waiting_jobs", pool=POOL),
+            sample("caesar_scheduler_free_slots", pool=POOL),
+        ) == (waiting, free)
+
+    await eventually(seen, what=f"a dispatch round with {waiting} waiting and {free} free")
+
+
+async def nothing_more_sent(scheduler: ServiceRuntime[SchedulerSettings], amqp_url: str) -> None:
+    """No command beyond those already read: the outbox is drained and the queue empty."""
+    assert await outbox_drained(scheduler.relay) == 0
+    assert await read_commands(amqp_url) == []
+
+
 async def test_submitted_job_is_queued_then_dispatched_when_a_slot_appears(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     async with EventTap(amqp_url, ["job.state.#"]) as tap:
         await bus.publish(submitted("11111111-1111-4111-8111-111111111111"))
         queued = await tap.wait_for(lambda e: e.data["state"] == "QUEUED")
         assert queued.data["attempt"] == 1
         assert queued.owner == "alice"
-    assert await read_commands(amqp_url, 1, timeout_s=1.5) == []  # no runner yet: nothing sent
+    await round_saw(waiting=1, free=0)
+    await nothing_more_sent(scheduler, amqp_url)  # no runner yet: nothing sent
     await bus.publish(heartbeat(1))
     commands = await read_commands(amqp_url, 1)
     assert [c.job_id for c in commands] == ["11111111-1111-4111-8111-111111111111"]
@@ -119,14 +147,15 @@ async def test_submitted_job_is_queued_then_dispatched_when_a_slot_appears(
 
 
 async def test_capacity_limits_dispatch_and_terminal_state_frees_slot(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     ids = [f"2222222{i}-2222-4222-8222-222222222222" for i in range(3)]
     for job_id in ids:
         await bus.publish(submitted(job_id))
     await bus.publish(heartbeat(2))
-    first = await read_commands(amqp_url, 3, timeout_s=3)
-    assert len(first) == 2
+    first = await read_commands(amqp_url, 2)
+    await round_saw(waiting=1, free=0)  # the third waits for a slot
+    await nothing_more_sent(scheduler, amqp_url)
     done = first[0]
     await bus.publish(
         Envelope.wrap(
@@ -146,7 +175,7 @@ async def test_capacity_limits_dispatch_and_terminal_state_frees_slot(
 
 
 async def test_cancel_of_waiting_job_emits_canceled(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     job_id = "33333333-3333-4333-8333-333333333333"
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -161,11 +190,12 @@ async def test_cancel_of_waiting_job_emits_canceled(
         canceled = await tap.wait_for(lambda e: e.data["state"] == "CANCELED")
         assert canceled.subject == job_id
     await bus.publish(heartbeat(4))
-    assert await read_commands(amqp_url, 1, timeout_s=1.5) == []
+    await round_saw(waiting=0, free=4)
+    await nothing_more_sent(scheduler, amqp_url)
 
 
 async def test_cancel_overtaking_submission_still_cancels(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     job_id = "44444444-4444-4444-8444-444444444444"
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -175,14 +205,19 @@ async def test_cancel_overtaking_submission_still_cancels(
                 "test",
             )
         )
-        await asyncio.sleep(0.3)
+        jobs = scheduler.collection(COLLECTION)
+
+        async def cancel_recorded() -> bool:
+            return await jobs.find_one({"_id": job_id}) is not None
+
+        await eventually(cancel_recorded, what="the early cancel to be recorded")
         await bus.publish(submitted(job_id))
         canceled = await tap.wait_for(lambda e: e.subject == job_id)
         assert canceled.data["state"] == "CANCELED"
 
 
 async def test_container_app_is_aborted_with_reason(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     async with EventTap(amqp_url, ["job.state.aborted"]) as tap:
         await bus.publish(submitted("55555555-5555-4555-8555-555555555555", app="caesar"))
@@ -191,18 +226,25 @@ async def test_container_app_is_aborted_with_reason(
     assert "container" in aborted.data["reason"]
 
 
-async def test_duplicate_submission_is_ignored(scheduler: ServiceRuntime, bus: Bus, amqp_url: str) -> None:
+async def test_duplicate_submission_is_ignored(
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
+) -> None:
     job_id = "66666666-6666-4666-8666-666666666666"
+    before = handled(SCHEDULER_QUEUE.name)
     async with EventTap(amqp_url, ["job.state.queued"]) as tap:
         envelope = submitted(job_id)
         await bus.publish(envelope)
         await bus.publish(envelope)
         await tap.wait_for(lambda e: True)
-        await asyncio.sleep(1.0)
-        assert len(tap.received) == 1
+        # Both copies handled, what they emitted published, then a marker: all is in the tap.
+        await eventually(lambda: handled(SCHEDULER_QUEUE.name) >= before + 2, what="both copies handled")
+        assert await outbox_drained(scheduler.relay) == 0
+        await tap.sync(bus.publish, marker())
+        assert [e.subject for e in tap.received if e.source != "test-marker"] == [job_id]
     await bus.publish(heartbeat(4))
-    assert len(await read_commands(amqp_url, 2, timeout_s=2)) == 1
-    assert await scheduler.relay.pending() == 0
+    assert len(await read_commands(amqp_url, 1)) == 1
+    await round_saw(waiting=0, free=3)
+    await nothing_more_sent(scheduler, amqp_url)
 
 
 def lost(job_id: str, attempt: int) -> Envelope:
@@ -222,10 +264,11 @@ def lost(job_id: str, attempt: int) -> Envelope:
 
 
 async def test_lost_runner_is_retried_then_aborted(
-    scheduler: ServiceRuntime, bus: Bus, amqp_url: str
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
     """Attempt 1 lost -> QUEUED attempt 2 and re-dispatched; attempt 2 lost -> ABORTED (limit 2)."""
     job_id = "77777777-7777-4777-8777-777777777777"
+    before = handled(SCHEDULER_QUEUE.name)
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
         await bus.publish(submitted(job_id))
         await bus.publish(heartbeat(4))
@@ -236,19 +279,28 @@ async def test_lost_runner_is_retried_then_aborted(
         await bus.publish(lost(job_id, 1))  # a duplicate must not open a third attempt
         retry = await tap.wait_for(lambda e: e.data["state"] == "QUEUED" and e.data["attempt"] == 2)
         assert "runner lost" in retry.data["reason"]
-        second = await read_commands(amqp_url, 2, timeout_s=3)
+        second = await read_commands(amqp_url, 1)
         assert [c.attempt for c in second] == [2]
+        await round_saw(waiting=0, free=3)  # the duplicate opened no third attempt
+        await nothing_more_sent(scheduler, amqp_url)
 
         await bus.publish(lost(job_id, 2))
         aborted = await tap.wait_for(lambda e: e.data["state"] == "ABORTED")
         assert aborted.data["attempt"] == 2
         assert "gave up after 2 attempts" in aborted.data["reason"]
-        await asyncio.sleep(0.5)
-    assert [e.data["attempt"] for e in tap.received if e.data["state"] == "QUEUED"] == [1, 2]
+        # All five messages handled, what they emitted published, then a marker.
+        await eventually(lambda: handled(SCHEDULER_QUEUE.name) >= before + 5, what="all messages handled")
+        assert await outbox_drained(scheduler.relay) == 0
+        await tap.sync(bus.publish, marker())
+    of_job = [e.data for e in tap.received if e.subject == job_id]
+    assert [d["attempt"] for d in of_job if d["state"] == "QUEUED"] == [1, 2]
 
 
-async def test_app_failure_is_not_retried(scheduler: ServiceRuntime, bus: Bus, amqp_url: str) -> None:
+async def test_app_failure_is_not_retried(
+    scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
+) -> None:
     job_id = "88888888-8888-4888-8888-888888888888"
+    before = handled(SCHEDULER_QUEUE.name)
     async with EventTap(amqp_url, ["job.state.queued"]) as tap:
         await bus.publish(submitted(job_id))
         await bus.publish(heartbeat(4))
@@ -263,6 +315,10 @@ async def test_app_failure_is_not_retried(scheduler: ServiceRuntime, bus: Bus, a
             changed_at=datetime.now(UTC),
         )
         await bus.publish(Envelope.wrap(failure, "runner"))
-        await asyncio.sleep(1.5)
-    assert [e.data["attempt"] for e in tap.received] == [1]
-    assert await read_commands(amqp_url, 1, timeout_s=1) == []
+        # The failure handled, what it emitted published, then a marker: no new attempt.
+        await eventually(lambda: handled(SCHEDULER_QUEUE.name) >= before + 3, what="the failure handled")
+        assert await outbox_drained(scheduler.relay) == 0
+        await tap.sync(bus.publish, marker())
+    assert [e.data["attempt"] for e in tap.received if e.subject == job_id] == [1]
+    await round_saw(waiting=0, free=4)  # the slot is free again, and nothing waits for it
+    await nothing_more_sent(scheduler, amqp_url)

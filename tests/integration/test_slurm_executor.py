@@ -20,15 +20,13 @@ from typing import Any
 import pytest
 from astropy.io import fits
 
-import caesar_runner.service as runner_service
+import caesar_runner.service.attempts as runner_service
 from caesar_common.apps import get_app
 from caesar_common.apps.base import App
 from caesar_common.apps.trivial import TrivialApp
 from caesar_common.bus import Bus, runner_pool_queue
 from caesar_common.events import Envelope, InputFile, JobCancelRequested, RunJob
 from caesar_common.runtime import ServiceRuntime
-from caesar_common.skysim import SimulationSpec, write_simulation
-from caesar_runner.__main__ import build
 from caesar_runner.adapters.claims import CLAIMS, INDEXES
 from caesar_runner.adapters.slurmrestd import (
     SlurmAuthError,
@@ -37,11 +35,13 @@ from caesar_runner.adapters.slurmrestd import (
     TokenSource,
     api_version,
 )
+from caesar_runner.bootstrap import build
 from caesar_runner.executors.slurm import EXIT_RECORD, SCRIPT_FILE, identifies
-from caesar_runner.service import JobRunner
+from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.conftest import REPO
-from tests.integration.helpers import EventTap
+from tests.integration.event_tap import EventTap, marker, outbox_drained
 
 pytestmark = pytest.mark.integration
 SLURM_SH = REPO / "scripts" / "slurm.sh"
@@ -79,7 +79,7 @@ def _with_trivial(name: str) -> App | None:
 
 @dataclass
 class SlurmRunner:
-    runtime: ServiceRuntime
+    runtime: ServiceRuntime[RunnerSettings]
     runner: JobRunner
     bus: Bus
     jobs_root: Path
@@ -130,7 +130,7 @@ def start_runner(
         assert settings.pool == "slurm"
         runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=[CLAIMS])
         await runtime.connect()
-        job_runner = await build(runtime, settings)
+        job_runner = await build(runtime)
         bus = Bus(amqp_url, "test")
         await bus.connect()
         return SlurmRunner(runtime, job_runner, bus, tmp_path / "jobs")
@@ -148,10 +148,11 @@ async def runner(start_runner: Callable[..., Any]) -> AsyncIterator[SlurmRunner]
 async def stop(under_test: SlurmRunner, *, crash: bool = False) -> None:
     """Stop a runner; ``crash`` abandons its running jobs as a killed process would."""
     if crash:
-        for job in list(under_test.runner.running.values()):
-            if job.task is not None:
-                job.task.cancel()
-        await asyncio.sleep(0.1)
+        tasks = [job.task for job in under_test.runner.running.values() if job.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
     await under_test.bus.close()
     await under_test.runtime.shutdown(grace_s=5)
 
@@ -266,7 +267,10 @@ async def test_restarted_runner_resumes_its_slurm_job_and_reports_once(
         second: SlurmRunner = await start_runner()
         try:
             final = await tap.wait_for(terminal(job_id), 60)
-            await asyncio.sleep(2.0)  # anything reported twice would show up by now
+            # Whatever the resumed runner reported is published once its outbox is empty,
+            # and has arrived once a marker published after it has: nothing came twice.
+            assert await outbox_drained(second.runtime.relay) == 0
+            await tap.sync(second.bus.publish, marker())
         finally:
             await stop(second)
     assert final.data["state"] == "SUCCESS"

@@ -43,7 +43,7 @@ async def test_health_and_docs_answer_before_readiness(client: TestClient[Any, A
 
 
 def test_auth_on_builds_a_token_verifier() -> None:
-    from caesar_api.entrypoints.http import VERIFIER_KEY
+    from caesar_api.entrypoints.middlewares import VERIFIER_KEY
 
     app = create_app(ApiSettings(auth_enabled=True, keycloak_url="http://kc:8180/", keycloak_realm="r"))
     verifier = app[VERIFIER_KEY]

@@ -12,12 +12,12 @@ from astropy import units as u
 from astropy.io.votable import parse_single_table
 from astropy.table import Table
 
-from caesar_common.catalogs.harmonise import CORE_COLUMNS, empty_catalog, read_native
-from caesar_common.catalogs.image import load_image
-from caesar_common.catalogs.preview import decimate, render_preview
-from caesar_common.catalogs.sfind import OUTPUT_NAME, find_sources
-from caesar_common.catalogs.writers import FORMATS, catalog_to_json, write_catalog
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_runner.catalogs.harmonise import CORE_COLUMNS, empty_catalog, read_native
+from caesar_runner.catalogs.image import load_image
+from caesar_runner.catalogs.preview import decimate, render_preview
+from caesar_runner.catalogs.sfind import OUTPUT_NAME, find_sources
+from caesar_runner.catalogs.writers import FORMATS, catalog_to_json, write_catalog
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 regions = pytest.importorskip("regions")
 

@@ -11,7 +11,7 @@ from astropy.utils.data import get_pkg_data_filename
 from caesar_api.adapters.fits import inspect_fits
 from caesar_api.domain.inputs import input_problem
 from caesar_common.apps import get_app
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 
 def _check(app_name: str, options: dict[str, object], path: Path) -> str | None:

@@ -167,9 +167,9 @@ def test_active_job_from_timeline_document() -> None:
 
 async def test_watchdog_gives_no_verdict_while_cut_off_from_the_broker() -> None:
     """Heartbeats cannot arrive while the monitor is disconnected: silence proves nothing."""
-    from caesar_monitor.handlers import MonitorDeps
+    from caesar_monitor.service.deps import MonitorDeps
+    from caesar_monitor.service.watchdog import sweep
     from caesar_monitor.settings import MonitorSettings
-    from caesar_monitor.watchdog import sweep
 
     class Untouchable:
         def __getattr__(self, name: str) -> object:

@@ -10,9 +10,9 @@ from astropy.table import Table
 from astropy.utils.data import get_pkg_data_filename
 
 from caesar_common.apps import ParameterError, PlanContext, app_names, get_app
-from caesar_common.catalogs.image import find_frequency_hz, load_image
-from caesar_common.catalogs.sfind import OUTPUT_NAME, main
-from caesar_common.skysim import SimulationSpec, write_simulation
+from caesar_runner.catalogs.image import find_frequency_hz, load_image
+from caesar_runner.catalogs.sfind import OUTPUT_NAME, main
+from caesar_testkit.skysim import SimulationSpec, write_simulation
 
 PARKES = "modeling/tests/data/1904-66_AZP.fits"
 
@@ -35,7 +35,7 @@ def test_sfind_plan_is_an_argv_with_the_beam(tmp_path: Path) -> None:
     assert app is not None
     params = app.validate({"seedthr": 6, "bmaj": 9, "bmin": 6, "bpa": 30})
     (step,) = app.plan(params, PlanContext(tmp_path / "in.fits", tmp_path, tmp_path / "bin"))
-    assert step.argv[1:3] == ("-m", "caesar_common.catalogs.sfind")
+    assert step.argv[1:3] == ("-m", "caesar_runner.catalogs.sfind")
     assert step.argv[step.argv.index("--seed") + 1] == "6.0"
     beam = step.argv.index("--beam")
     assert [float(v) for v in step.argv[beam + 1 : beam + 4]] == [9 / 3600, 6 / 3600, 30.0]

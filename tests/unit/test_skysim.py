@@ -1,4 +1,4 @@
-"""Tests for the simulated-sky generator ``caesar_common.skysim``.
+"""Tests for the simulated-sky generator ``caesar_testkit.skysim``.
 
 Expected values are derived independently of the module where possible: beam
 orientation from the WCS (``SkyCoord.directional_offset_by`` / ``position_angle``),
@@ -27,10 +27,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 try:
-    from caesar_common import skysim
+    from caesar_testkit import skysim
 except ModuleNotFoundError:  # workspace package not (re)installed yet: use the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "libs" / "common" / "src"))
-    from caesar_common import skysim
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "libs" / "testkit" / "src"))
+    from caesar_testkit import skysim
 
 Beam = skysim.Beam
 SimulationSpec = skysim.SimulationSpec
@@ -430,7 +430,7 @@ def test_cli_as_module(tmp_path: Path) -> None:
     src = str(Path(skysim.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, "-m", "caesar_common.skysim", str(tmp_path / "x.fits"), "--size", "64"],
+        [sys.executable, "-m", "caesar_testkit.skysim", str(tmp_path / "x.fits"), "--size", "64"],
         capture_output=True,
         text=True,
         env=env,

@@ -150,6 +150,7 @@ class Bus:
         self._idle = asyncio.Event()
         self._idle.set()
         self._subject_locks = KeyedLocks()
+        self._handler_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def service(self) -> str:
@@ -250,6 +251,15 @@ class Bus:
         return subscription
 
     async def _deliver(self, queue: str, message: AbstractIncomingMessage, handler: Handler) -> None:
+        """Run the handler to completion even if the broker connection drops meanwhile.
+
+        aiormq runs each delivery in a task of the channel and cancels those tasks when the
+        connection is lost. A handler cancelled half-way may have written (a runner's claim
+        inserted, but its job never started): the redelivered message then finds the write
+        done and does nothing, and the job is stranded. So the handler runs in a task of
+        our own, shielded from that cancellation; its ack then fails with the channel, and
+        the redelivery is absorbed by the handler's idempotency as usual.
+        """
         if self._stopping:
             await message.nack(requeue=True)
             return
@@ -262,16 +272,37 @@ class Bus:
             return
         self._in_hand += 1
         self._idle.clear()
-        try:
-            # Messages about one subject (a job, a file) are handled one at a time in
-            # this process: their guarded writes then never race each other, and events
-            # of one job are applied in delivery order. Different subjects run in parallel.
-            async with self._subject_locks.hold(envelope.subject):
+        task = asyncio.get_running_loop().create_task(
+            self._handle_in_order(queue, envelope, message, handler)
+        )
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_done)
+        await asyncio.shield(task)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        self._handler_tasks.discard(task)
+        self._in_hand -= 1
+        if self._in_hand == 0:
+            self._idle.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("message handling failed", error=repr(task.exception()))
+
+    async def _handle_in_order(
+        self, queue: str, envelope: Envelope, message: AbstractIncomingMessage, handler: Handler
+    ) -> None:
+        # Messages about one subject (a job, a file) are handled one at a time in this
+        # process: their guarded writes then never race each other, and events of one job
+        # are applied in delivery order. Different subjects run in parallel.
+        async with self._subject_locks.hold(envelope.subject):
+            try:
                 await self._handle(queue, envelope, message, handler)
-        finally:
-            self._in_hand -= 1
-            if self._in_hand == 0:
-                self._idle.set()
+            except Exception as exc:  # noqa: BLE001 - only the (n)ack can fail here
+                log.warning(
+                    "message not acknowledged (channel lost?); the broker redelivers it",
+                    queue=queue,
+                    event_id=envelope.id,
+                    error=repr(exc),
+                )
 
     async def _handle(
         self, queue: str, envelope: Envelope, message: AbstractIncomingMessage, handler: Handler

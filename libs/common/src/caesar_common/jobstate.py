@@ -46,17 +46,6 @@ _RANK: dict[JobState, int] = {
 }
 TERMINAL_RANK = 5
 
-# Legal moves within one attempt. Skips (QUEUED -> RUNNING, QUEUED -> SUCCESS) are legal
-# because a projection may never see an intermediate event of a fast job.
-_ENDINGS = TERMINAL_STATES
-_LEGAL: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.HELD, JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}),
-    JobState.HELD: frozenset({JobState.QUEUED, JobState.CANCELED, JobState.ABORTED}),
-    JobState.QUEUED: frozenset({JobState.STARTED, JobState.RUNNING}) | _ENDINGS,
-    JobState.STARTED: frozenset({JobState.RUNNING}) | _ENDINGS,
-    JobState.RUNNING: _ENDINGS,
-}
-
 
 def rank(state: JobState) -> int:
     """Position of a state in the lifecycle; all terminal states share the last rank."""
@@ -65,11 +54,6 @@ def rank(state: JobState) -> int:
 
 def is_terminal(state: JobState) -> bool:
     return state in TERMINAL_STATES
-
-
-def can_transition(current: JobState, new: JobState) -> bool:
-    """Whether a producer may move a job from ``current`` to ``new`` within one attempt."""
-    return new in _LEGAL.get(current, frozenset())
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from pymongo import IndexModel
 
 from caesar_accounting.adapters.files import FILE_USAGE, FILE_USAGE_INDEXES, FileUsageRepository
 from caesar_accounting.adapters.jobs import JOB_USAGE, JOB_USAGE_INDEXES, JobUsageRepository
-from caesar_accounting.entrypoints.consumer import ACCOUNTING_QUEUE, dispatcher
-from caesar_accounting.handlers import AccountingDeps, refresh_bytes_stored
+from caesar_accounting.entrypoints.consumer import ACCOUNTING_QUEUE, events_handler
+from caesar_accounting.handlers import AccountingDeps
+from caesar_accounting.service.usage import refresh_bytes_stored
 from caesar_accounting.settings import AccountingSettings
 from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
@@ -33,13 +34,12 @@ def make_deps(runtime: ServiceRuntime[AccountingSettings]) -> AccountingDeps:
 
 async def build(runtime: ServiceRuntime[AccountingSettings]) -> None:
     """Consume ``accounting.events`` and keep the bytes-stored gauge fresh."""
-    settings = runtime.settings
-    if not isinstance(settings, AccountingSettings):
-        raise TypeError("accounting runs with AccountingSettings")
     deps = make_deps(runtime)
-    await refresh_bytes_stored(deps)
-    await runtime.bus.consume(ACCOUNTING_QUEUE, dispatcher(deps))
+    await refresh_bytes_stored(deps.files)
+    await runtime.bus.consume(ACCOUNTING_QUEUE, events_handler(deps))
     runtime.spawn(
-        run_every(settings.metrics_interval_s, partial(refresh_bytes_stored, deps), "bytes-stored"),
+        run_every(
+            runtime.settings.metrics_interval_s, partial(refresh_bytes_stored, deps.files), "bytes-stored"
+        ),
         "bytes-stored",
     )

@@ -1,13 +1,21 @@
-"""One plain async function per message type; each is idempotent by construction."""
+"""One plain async function per message type, and the table that routes them.
+
+Each is idempotent by construction: the repositories write each fact once (guarded on
+its field being unset), and the use cases in :mod:`caesar_accounting.service` count a
+metric only when their write was the first.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from caesar_accounting import metrics
-from caesar_accounting.adapters.files import FileUsageRepository
-from caesar_accounting.adapters.jobs import JobUsageRepository
-from caesar_accounting.domain.usage import FinalOutcome, recorded_position, should_record
+from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
+from caesar_accounting.service.usage import (
+    record_deletion,
+    record_outcome,
+    record_upload,
+    refresh_bytes_stored,
+)
 from caesar_common.events import (
     Envelope,
     FileDeleted,
@@ -17,13 +25,15 @@ from caesar_common.events import (
 )
 from caesar_common.message_router import HandlerTable
 
+__all__ = ["HANDLERS", "AccountingDeps", "refresh_bytes_stored"]
+
 
 @dataclass
 class AccountingDeps:
     """What the handlers need; chosen once, in ``bootstrap``."""
 
-    jobs: JobUsageRepository
-    files: FileUsageRepository
+    jobs: JobUsageStore
+    files: FileUsageStore
 
 
 async def on_job_submitted(message: JobSubmitted, envelope: Envelope, deps: AccountingDeps) -> None:
@@ -31,28 +41,16 @@ async def on_job_submitted(message: JobSubmitted, envelope: Envelope, deps: Acco
 
 
 async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: AccountingDeps) -> None:
-    """Account a final outcome once; retryable failures and repeats change nothing."""
-    held = recorded_position(await deps.jobs.get(message.job_id))
-    if not should_record(message, held):
-        return
-    outcome = FinalOutcome.of(message)
-    if await deps.jobs.record_outcome(outcome):
-        metrics.count_outcome(outcome)
+    await record_outcome(message, deps.jobs)
 
 
 async def on_file_uploaded(message: FileUploaded, envelope: Envelope, deps: AccountingDeps) -> None:
-    if await deps.files.record_upload(message):
-        await refresh_bytes_stored(deps)
+    await record_upload(message, deps.files)
 
 
 async def on_file_deleted(message: FileDeleted, envelope: Envelope, deps: AccountingDeps) -> None:
     # FileDeleted carries no timestamp of its own; the envelope's creation time is it.
-    if await deps.files.record_deletion(message, envelope.time):
-        await refresh_bytes_stored(deps)
-
-
-async def refresh_bytes_stored(deps: AccountingDeps) -> None:
-    metrics.BYTES_STORED.set(await deps.files.bytes_stored())
+    await record_deletion(message, envelope.time, deps.files)
 
 
 HANDLERS: HandlerTable[AccountingDeps] = {

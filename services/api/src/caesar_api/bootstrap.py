@@ -1,8 +1,9 @@
-"""The one place that says what the api process is made of.
+"""The one place that builds the api's dependencies from its settings.
 
-``__main__`` and the integration tests both build the service from these, so a test
-runs the same wiring as production: the collections with their indexes, the ones with
-an outbox, and what runs once broker and database are up.
+``__main__``, the HTTP entrypoint and the integration tests all take their wiring from
+here, so a test runs the same wiring as production: the collections with their indexes,
+the ones with an outbox, the repositories, the token verifier, and what runs once
+broker and database are up.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Mapping, Sequence
 
 from pymongo import IndexModel
 
-from caesar_api.adapters.files_repo import FILES_INDEXES
-from caesar_api.adapters.jobs_repo import JOBS_INDEXES
+from caesar_api.adapters.files_repo import FILES_INDEXES, FilesRepository
+from caesar_api.adapters.jobs_repo import JOBS_INDEXES, JobsRepository
 from caesar_api.adapters.storage import UploadStorage
+from caesar_api.auth import KeycloakKeys, TokenVerifier
+from caesar_api.dependencies import Dependencies
 from caesar_api.entrypoints.consumer import start_projection
 from caesar_api.settings import ApiSettings
 from caesar_common.logging import get_logger
@@ -22,8 +25,10 @@ from caesar_common.runtime import ServiceRuntime
 log = get_logger(__name__)
 
 SERVICE = "api"
-INDEXES: Mapping[str, Sequence[IndexModel]] = {"files": FILES_INDEXES, "jobs": JOBS_INDEXES}
-OUTBOX_COLLECTIONS: Sequence[str] = ("files", "jobs")
+FILES = "files"
+JOBS = "jobs"
+INDEXES: Mapping[str, Sequence[IndexModel]] = {FILES: FILES_INDEXES, JOBS: JOBS_INDEXES}
+OUTBOX_COLLECTIONS: Sequence[str] = (FILES, JOBS)
 
 
 def create_runtime(settings: ApiSettings) -> ServiceRuntime[ApiSettings]:
@@ -31,9 +36,35 @@ def create_runtime(settings: ApiSettings) -> ServiceRuntime[ApiSettings]:
     return ServiceRuntime(SERVICE, settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
 
 
+def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
+    """Repositories on the runtime's database (publishing through its relay) and storage."""
+    settings = runtime.settings
+    return Dependencies(
+        settings=settings,
+        files=FilesRepository(runtime.collection(FILES), runtime.name, runtime.relay),
+        jobs=JobsRepository(runtime.collection(JOBS), runtime.name, runtime.relay),
+        storage=UploadStorage(settings.data_root),
+        bus=runtime.bus,
+    )
+
+
+def make_token_verifier(settings: ApiSettings) -> TokenVerifier:
+    """The verifier of Keycloak access tokens the settings describe (auth on only)."""
+    return TokenVerifier(
+        KeycloakKeys(settings.keycloak_url, settings.keycloak_realm, settings.keycloak_audience),
+        issuer=settings.expected_issuer,
+        audience=settings.keycloak_audience,
+        admin_role=settings.admin_role,
+        required_role=settings.user_role,
+        leeway_s=settings.token_leeway_s,
+        refresh_interval_s=settings.jwks_refresh_interval_s,
+    )
+
+
 async def build(runtime: ServiceRuntime[ApiSettings]) -> None:
     """Runs once broker and database are reachable: clean up, start consuming."""
-    removed = await UploadStorage(runtime.settings.data_root).remove_stale_temporaries()
+    deps = make_dependencies(runtime)
+    removed = await deps.storage.remove_stale_temporaries()
     if removed:
         log.info("stale partial uploads removed", count=removed)
-    await start_projection(runtime)
+    await start_projection(runtime.bus, deps)

@@ -12,11 +12,12 @@ from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
 from caesar_monitor.adapters.runners import RUNNER_INDEXES, RUNNERS, RunnerRepository
 from caesar_monitor.adapters.timelines import TIMELINE_INDEXES, TIMELINES, TimelineRepository
-from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE, dispatcher
-from caesar_monitor.handlers import MonitorDeps, refresh_gauges
+from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE, events_handler
+from caesar_monitor.handlers import refresh_all_gauges
 from caesar_monitor.metrics import DEAD_LETTERS
+from caesar_monitor.service.deps import MonitorDeps
+from caesar_monitor.service.watchdog import sweep
 from caesar_monitor.settings import MonitorSettings
-from caesar_monitor.watchdog import sweep
 
 SERVICE = "monitor"
 INDEXES: Mapping[str, Sequence[IndexModel]] = {
@@ -27,23 +28,25 @@ INDEXES: Mapping[str, Sequence[IndexModel]] = {
 OUTBOX_COLLECTIONS = [TIMELINES]
 
 
+def timeline_repository(runtime: ServiceRuntime[MonitorSettings]) -> TimelineRepository:
+    """The timelines of the runtime's database (also what the read API serves)."""
+    return TimelineRepository(runtime.collection(TIMELINES))
+
+
 def make_deps(runtime: ServiceRuntime[MonitorSettings]) -> MonitorDeps:
-    settings = runtime.settings
-    if not isinstance(settings, MonitorSettings):
-        raise TypeError("the monitor runs with MonitorSettings")
-    timelines = TimelineRepository(runtime.collection(TIMELINES))
+    timelines = timeline_repository(runtime)
     return MonitorDeps(
         timelines=timelines,
         runners=RunnerRepository(runtime.collection(RUNNERS)),
-        settings=settings,
+        settings=runtime.settings,
         kick=partial(runtime.relay.kick, timelines.collection),
+        broker_connected=lambda: runtime.bus.is_connected,
     )
 
 
 async def build(runtime: ServiceRuntime[MonitorSettings]) -> None:
     """Consume ``monitor.events`` and start the watchdog and gauge loops."""
     deps = make_deps(runtime)
-    deps.broker_connected = lambda: runtime.bus.is_connected
 
     def restart_watch(*_: object) -> None:
         # Heartbeats sent while we were cut off never arrived: give every runner a
@@ -51,12 +54,12 @@ async def build(runtime: ServiceRuntime[MonitorSettings]) -> None:
         deps.watching_since = deps.clock()
 
     runtime.bus.connection.reconnect_callbacks.add(restart_watch)
-    await refresh_gauges(deps)  # /metrics shows real counts from the first scrape
-    await runtime.bus.consume(MONITOR_QUEUE, dispatcher(deps))
+    await refresh_all_gauges(deps)  # /metrics shows real counts from the first scrape
+    await runtime.bus.consume(MONITOR_QUEUE, events_handler(deps))
     interval = deps.settings.watchdog_interval_s
     runtime.spawn(run_every(interval, partial(sweep, deps), "watchdog"), "watchdog")
     runtime.spawn(
-        run_every(deps.settings.metrics_interval_s, partial(refresh_gauges, deps), "gauges"),
+        run_every(deps.settings.metrics_interval_s, partial(refresh_all_gauges, deps), "gauges"),
         "gauges",
     )
     runtime.spawn(

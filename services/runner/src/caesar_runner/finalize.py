@@ -35,7 +35,7 @@ PREVIEW: Final = "preview.png"
 def finalize_step(app: str, ctx: PlanContext) -> Step | None:
     """The step to append to ``app``'s plan, or ``None`` for apps without a catalogue reader."""
     from caesar_common.apps.base import Step
-    from caesar_common.catalogs.harmonise import NATIVE_FILES
+    from caesar_runner.catalogs.harmonise import NATIVE_FILES
 
     if app not in NATIVE_FILES:
         return None
@@ -64,9 +64,9 @@ def read_record(job_dir: Path) -> dict[str, Any] | None:
 
 def finalize(app: str, job_dir: Path, input_path: Path) -> dict[str, Any]:
     """Harmonise ``app``'s output in ``job_dir``, draw the preview; return the record."""
-    from caesar_common.catalogs.harmonise import NATIVE_FILES, read_native
-    from caesar_common.catalogs.image import ImageError, load_image
-    from caesar_common.catalogs.writers import write_catalog
+    from caesar_runner.catalogs.harmonise import NATIVE_FILES, read_native
+    from caesar_runner.catalogs.image import ImageError, load_image
+    from caesar_runner.catalogs.writers import write_catalog
 
     started = time.perf_counter()
     natives = NATIVE_FILES[app]
@@ -86,7 +86,7 @@ def finalize(app: str, job_dir: Path, input_path: Path) -> dict[str, Any]:
     if "components" not in record["catalogs"]:
         record["catalogs"]["components"] = record["catalogs"]["sources"]
     try:
-        from caesar_common.catalogs.preview import render_preview
+        from caesar_runner.catalogs.preview import render_preview
 
         image = load_image(input_path)
         assert sources is not None
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, required=True)
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from caesar_common.catalogs.preview import private_matplotlib_config
+    from caesar_runner.catalogs.preview import private_matplotlib_config
 
     with private_matplotlib_config():
         record = finalize(args.app, args.job_dir, args.input)

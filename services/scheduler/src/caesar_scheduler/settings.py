@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Final
+
+from pydantic import Field, model_validator
 
 from caesar_common.settings import ServiceSettings
+from caesar_scheduler.domain.routing import PoolRule
+
+# The pool the deprecated size settings always meant; the one place the scheduler names it.
+_DEPRECATED_SIZE_RULE_POOL: Final = "slurm"
 
 
 class SchedulerSettings(ServiceSettings):
@@ -38,14 +44,52 @@ class SchedulerSettings(ServiceSettings):
     retry_backoff_s: float = Field(
         5.0, title="Retry backoff", description="Delay before attempt n+1 is dispatched: backoff * 2^(n-1)."
     )
+    pool_rules: list[PoolRule] = Field(
+        default_factory=list,
+        title="Routing rules, first match wins",
+        description=(
+            'JSON list, e.g. [{"pool": "slurm", "min_image_bytes": 1000000, "apps": ["aegean"]}]: '
+            "a job goes to the pool of the first rule whose pool the app can use and whose "
+            "conditions hold (apps: empty = every app; min_image_bytes: 0 = any size). "
+            "Without a match, the order of CAESAR_POOLS decides."
+        ),
+    )
     slurm_min_image_bytes: int = Field(
         0,
-        title="Image size that goes to Slurm",
-        description="With a slurm pool configured: images at least this large run on Slurm, smaller "
-        "ones on another pool the app supports. 0: the order of pools decides.",
+        ge=0,
+        title="Deprecated: use pool_rules",
+        description=(
+            "Deprecated (translated into pool_rules): images at least this large go to the "
+            "slurm pool, smaller ones to another pool the app supports. 0: off."
+        ),
     )
     slurm_apps: list[str] = Field(
         default_factory=list,
-        title="Apps the size rule sends to Slurm",
-        description="Empty: every app that can run on Slurm (e.g. aegean).",
+        title="Deprecated: use pool_rules",
+        description="Deprecated (translated into pool_rules): the apps the size rule applies to; empty: all.",
     )
+
+    @model_validator(mode="after")
+    def _translate_deprecated_size_rule(self) -> SchedulerSettings:
+        """Keep ``CAESAR_SLURM_MIN_IMAGE_BYTES``/``CAESAR_SLURM_APPS`` working, as rules.
+
+        They meant: big images (of the listed apps) to the slurm pool, everything else to
+        *another* pool the app supports, whatever the order of ``pools``. As rules: the
+        size rule, then one catch-all rule per other pool in the deployment's order (if
+        none is usable the fallback, the first usable pool, is slurm itself, as before).
+        """
+        if self.slurm_min_image_bytes <= 0:
+            return self
+        if self.pool_rules:
+            raise ValueError(
+                "set CAESAR_POOL_RULES or the deprecated CAESAR_SLURM_MIN_IMAGE_BYTES/CAESAR_SLURM_APPS, "
+                "not both"
+            )
+        size_rule = PoolRule(
+            pool=_DEPRECATED_SIZE_RULE_POOL,
+            min_image_bytes=self.slurm_min_image_bytes,
+            apps=tuple(self.slurm_apps),
+        )
+        others = [PoolRule(pool=p) for p in self.pools if p != _DEPRECATED_SIZE_RULE_POOL]
+        self.pool_rules = [size_rule, *others]
+        return self

@@ -1,8 +1,8 @@
 """PyBDSF: the Gaussian-decomposition finder, run as one ``python -m`` step.
 
-The step is ``<bin_dir>/python -m caesar_common.catalogs.bdsf_run <input> --outdir
+The step is ``<bin_dir>/python -m caesar_runner.catalogs.bdsf_run <input> --outdir
 <job_dir> ...`` with each validated option as separate arguments (PyBDSF has no command
-line of its own worth using; see :mod:`caesar_common.catalogs.bdsf_run` for what the
+line of its own worth using; see :mod:`caesar_runner.catalogs.bdsf_run` for what the
 wrapper fills in). Defaults follow PyBDSF's, except ``flag-maxsize-bm`` = 200: with
 PyBDSF's 25, Gaussians of extended sources (50-65" with a 9" beam) are flagged and
 silently vanish from the source list; with 200 they come back with 2-5 % flux error.
@@ -99,7 +99,7 @@ class BdsfApp(App):
         argv = [
             str(ctx.bin_dir / "python"),
             "-m",
-            "caesar_common.catalogs.bdsf_run",
+            "caesar_runner.catalogs.bdsf_run",
             str(ctx.input_path),
             "--outdir",
             str(ctx.job_dir),

@@ -1,8 +1,8 @@
 """sfind: the service's built-in quick-look finder (sep), run as one process.
 
-The step is ``<bin_dir>/python -m caesar_common.catalogs.sfind <input> --outdir <job_dir>
+The step is ``<bin_dir>/python -m caesar_runner.catalogs.sfind <input> --outdir <job_dir>
 ...`` with each validated option as a separate argument; the algorithm and its measured
-behaviour are documented in :mod:`caesar_common.catalogs.sfind`. Beam options (arcsec,
+behaviour are documented in :mod:`caesar_runner.catalogs.sfind`. Beam options (arcsec,
 0 = take BMAJ/BMIN/BPA from the header) let it run on images without beam keywords.
 """
 
@@ -81,7 +81,7 @@ class SfindApp(App):
         argv = [
             str(ctx.bin_dir / "python"),
             "-m",
-            "caesar_common.catalogs.sfind",
+            "caesar_runner.catalogs.sfind",
             str(ctx.input_path),
             "--outdir",
             str(ctx.job_dir),

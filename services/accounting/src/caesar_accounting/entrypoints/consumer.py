@@ -1,4 +1,4 @@
-"""The ``accounting.events`` queue and the dispatcher from envelopes to handlers."""
+"""The ``accounting.events`` queue and its bus handler (the message router)."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ ACCOUNTING_QUEUE = QueueSpec(
 )
 
 
-def dispatcher(deps: AccountingDeps) -> Handler:
+def events_handler(deps: AccountingDeps) -> Handler:
     return route_by_type(HANDLERS, deps)

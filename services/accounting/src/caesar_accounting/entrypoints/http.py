@@ -11,22 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from caesar_accounting.adapters.files import FILE_USAGE, FileUsageRepository
-from caesar_accounting.adapters.jobs import JOB_USAGE, JobUsageRepository
+from caesar_accounting.bootstrap import make_deps
 from caesar_accounting.domain.reports import global_report, owner_report
-from caesar_accounting.settings import AccountingSettings
 from caesar_common.events import utcnow
 from caesar_common.ids import OWNER_RE
-from caesar_common.runtime import RUNTIME_KEY, ServiceRuntime
-
-
-def _repositories(
-    runtime: ServiceRuntime[AccountingSettings],
-) -> tuple[JobUsageRepository, FileUsageRepository]:
-    return (
-        JobUsageRepository(runtime.collection(JOB_USAGE)),
-        FileUsageRepository(runtime.collection(FILE_USAGE)),
-    )
+from caesar_common.runtime import RUNTIME_KEY
 
 
 def _stamped(report: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +30,8 @@ async def get_owner_usage(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if not runtime.ready:
         return web.json_response({"error": "not ready"}, status=503)
-    jobs, files = _repositories(runtime)
-    report = owner_report(owner, await jobs.of_owner(owner), await files.of_owner(owner))
+    deps = make_deps(runtime)
+    report = owner_report(owner, await deps.jobs.of_owner(owner), await deps.files.of_owner(owner))
     return web.json_response(_stamped(report))
 
 
@@ -50,8 +39,8 @@ async def get_global_usage(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if not runtime.ready:
         return web.json_response({"error": "not ready"}, status=503)
-    jobs, files = _repositories(runtime)
-    report = global_report(await jobs.everyone(), await files.everyone())
+    deps = make_deps(runtime)
+    report = global_report(await deps.jobs.everyone(), await deps.files.everyone())
     return web.json_response(_stamped(report))
 
 

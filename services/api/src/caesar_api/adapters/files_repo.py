@@ -15,7 +15,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
 from caesar_common.events import FileDeleted, FileUploaded
-from caesar_common.outbox import envelope_for, merge_updates, outbox_fields, outbox_update
+from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 
 FILES_INDEXES: list[IndexModel] = [
@@ -30,13 +30,22 @@ FILES_INDEXES: list[IndexModel] = [
 class FilesRepository:
     """Reads and writes of file records; events go out through the outbox."""
 
-    def __init__(self, collection: AsyncCollection[Document], source: str = "api") -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], source: str = "api", relay: OutboxRelay | None = None
+    ) -> None:
         self.collection = collection
         self._source = source
+        self._relay = relay
+
+    def _publish_soon(self, doc_id: str) -> None:
+        """Hand a record's fresh outbox to the relay (the periodic sweep is the fallback)."""
+        if self._relay is not None:
+            self._relay.kick(self.collection, doc_id)
 
     async def add(self, record: Document, event: FileUploaded) -> None:
         """Insert a new file record together with its ``FileUploaded`` event."""
         await self.collection.insert_one({**record, **outbox_fields([envelope_for(event, self._source)])})
+        self._publish_soon(record["_id"])
 
     async def get(self, owner: str, file_id: str) -> Document | None:
         """The owner's live (not deleted) file, or ``None``."""
@@ -45,6 +54,10 @@ class FilesRepository:
     async def get_any(self, file_id: str) -> Document | None:
         """A live file whoever owns it (admins only; callers check the role)."""
         return await self.collection.find_one({"_id": file_id, "deleted": False})
+
+    async def get_cursor(self, owner: str, file_id: str) -> Document | None:
+        """The owner's file named by a list cursor, deleted or not (pages go on past it)."""
+        return await self.collection.find_one({"_id": file_id, "owner": owner}, {"outbox": 0})
 
     async def list(self, owner: str, limit: int, after: Document | None) -> Page:
         """One page of the owner's live files, newest first."""
@@ -73,4 +86,7 @@ class FilesRepository:
         result = await self.collection.update_one(
             {"_id": record["_id"], "owner": record["owner"], "deleted": False}, update
         )
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return False
+        self._publish_soon(record["_id"])
+        return True

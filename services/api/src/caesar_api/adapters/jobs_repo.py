@@ -18,8 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
 from caesar_common.events import JobCancelRequested, JobSubmitted
-from caesar_common.jobstate import JobPosition, JobState
-from caesar_common.outbox import envelope_for, merge_updates, outbox_fields, outbox_update
+from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 
 JOBS_INDEXES: list[IndexModel] = [
@@ -29,11 +28,6 @@ JOBS_INDEXES: list[IndexModel] = [
         name="owner_newest",
     ),
 ]
-
-
-def position_of(job: Document) -> JobPosition:
-    """What the read model holds about a job, for ordering incoming events."""
-    return JobPosition(int(job["attempt"]), JobState(job["state"]), bool(job.get("retryable")))
 
 
 def position_guard(job: Document) -> Document:
@@ -49,13 +43,22 @@ def position_guard(job: Document) -> Document:
 class JobsRepository:
     """Reads and guarded writes of the jobs read model."""
 
-    def __init__(self, collection: AsyncCollection[Document], source: str = "api") -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], source: str = "api", relay: OutboxRelay | None = None
+    ) -> None:
         self.collection = collection
         self._source = source
+        self._relay = relay
+
+    def _publish_soon(self, doc_id: str) -> None:
+        """Hand a record's fresh outbox to the relay (the periodic sweep is the fallback)."""
+        if self._relay is not None:
+            self._relay.kick(self.collection, doc_id)
 
     async def add(self, record: Document, event: JobSubmitted) -> None:
         """Insert a new job together with its ``JobSubmitted`` event."""
         await self.collection.insert_one({**record, **outbox_fields([envelope_for(event, self._source)])})
+        self._publish_soon(record["_id"])
 
     async def get(self, owner: str, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id, "owner": owner}, {"outbox": 0})
@@ -88,7 +91,10 @@ class JobsRepository:
             outbox_update([envelope_for(event, self._source)]),
         )
         result = await self.collection.update_one(position_guard(job), update)
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        self._publish_soon(job["_id"])
+        return True
 
     async def move(self, job: Document, fields: dict[str, Any]) -> bool:
         """Apply a projected transition if ``job`` is still where it was read."""

@@ -6,7 +6,6 @@ token names a key id it has not seen) and checks issuer, audience and times itse
 """
 
 from caesar_api.auth.identity import (
-    ANONYMOUS,
     ANONYMOUS_IDENTITY,
     IDENTITY_KEY,
     Identity,
@@ -16,7 +15,6 @@ from caesar_api.auth.identity import (
 from caesar_api.auth.tokens import AuthError, KeycloakKeys, TokenVerifier
 
 __all__ = [
-    "ANONYMOUS",
     "ANONYMOUS_IDENTITY",
     "IDENTITY_KEY",
     "AuthError",

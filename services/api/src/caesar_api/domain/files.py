@@ -1,4 +1,4 @@
-"""Rules about uploaded files (pure): display names and extensions.
+"""Rules about uploaded files (pure): display names, extensions, the record of an upload.
 
 A client's file name is kept for display only; the stored path is built from the id we
 generate, the validated owner and the extension checked here.
@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from caesar_api.domain.errors import ApiError
+from caesar_common.events import FileUploaded
 
 DISPLAY_NAME_MAX = 255
 _EXT_RE = re.compile(r"^[a-z0-9]{1,16}$")
@@ -46,3 +50,48 @@ def upload_extension(filename: str, allowed: Collection[str]) -> str:
 def is_safe_extension(ext: str) -> bool:
     """Whether ``ext`` may be part of a stored file name (lower-case alphanumerics)."""
     return bool(_EXT_RE.fullmatch(ext))
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """What is known of an upload once its bytes are on disk and checked."""
+
+    file_id: str
+    owner: str
+    filename: str
+    ext: str
+    size_bytes: int
+    sha256: str
+    tag: str
+    fits: Mapping[str, Any] | None
+
+
+def new_file_record(upload: StoredUpload, now: datetime) -> tuple[dict[str, Any], FileUploaded]:
+    """The ``files`` record of an upload and the ``FileUploaded`` event announcing it.
+
+    One function builds both, so the record and the event can never disagree on size,
+    checksum or time.
+    """
+    record: dict[str, Any] = {
+        "_id": upload.file_id,
+        "owner": upload.owner,
+        "filename_orig": upload.filename,
+        "ext": upload.ext,
+        "size_bytes": upload.size_bytes,
+        "sha256": upload.sha256,
+        "tag": upload.tag,
+        "uploaded_at": now,
+        "fits": dict(upload.fits) if upload.fits is not None else None,
+        "deleted": False,
+    }
+    event = FileUploaded(
+        file_id=upload.file_id,
+        owner=upload.owner,
+        filename=upload.filename,
+        ext=upload.ext,
+        size_bytes=upload.size_bytes,
+        sha256=upload.sha256,
+        tag=upload.tag,
+        uploaded_at=now,
+    )
+    return record, event

@@ -1,4 +1,4 @@
-"""Parsing of v1.0 job requests (pure).
+"""v1.0 job requests and the record of a new job (pure).
 
 Two request forms exist in the wild and both are accepted::
 
@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from caesar_api.domain.errors import INVALID_REQUEST_DATA, ApiError, shown
 from caesar_common.apps import NON_OPTION_INPUTS as APP_NON_OPTION_INPUTS
+from caesar_common.apps.base import App, ValidatedParams
+from caesar_common.events import InputFile, JobSubmitted
 from caesar_common.ids import is_file_id
+from caesar_common.jobstate import JobState
 
 # job_inputs keys that are not app options: the input reference, a shell file the old
 # service sourced (a hole; ignored now) and the old always-on ``--run`` switch.
@@ -115,3 +119,65 @@ def parse_job_request(body: object) -> JobRequest:
     echo = {str(k): v for k, v in job_inputs.items() if k not in NOT_ECHOED}
     echo["inputfile"] = file_id
     return JobRequest(app=app, file_id=file_id, options=options, echo_inputs=echo, tag=tag)
+
+
+def new_job(
+    *,
+    job_id: str,
+    owner: str,
+    app: App,
+    params: ValidatedParams,
+    file: Mapping[str, Any],
+    tag: str,
+    now: datetime,
+) -> tuple[dict[str, Any], JobSubmitted]:
+    """The read-model record of a new job (PENDING, attempt 0) and the event announcing it.
+
+    The record keeps the options as the client gave them (what ``/jobs`` echoes back);
+    the event carries the effective ones (defaults filled in), the input file's facts and
+    the resources the app asks for, which is everything the scheduler and runner need
+    without reading the api's database.
+    """
+    resources = app.resources(params, int(file["size_bytes"]))
+    event = JobSubmitted(
+        job_id=job_id,
+        owner=owner,
+        app=app.name,
+        params=dict(params.effective),
+        input=InputFile(
+            file_id=file["_id"],
+            ext=file["ext"],
+            size_bytes=file["size_bytes"],
+            sha256=file["sha256"],
+        ),
+        tag=tag,
+        wall_time_s=app.default_wall_time_s,
+        cores=resources.cores,
+        memory_mb=resources.memory_mb,
+        submitted_at=now,
+    )
+    record: dict[str, Any] = {
+        "_id": job_id,
+        "owner": owner,
+        "app": app.name,
+        "app_version": app.version,
+        "params": dict(params.given),
+        "input": {"file_id": file["_id"], "ext": file["ext"]},
+        "tag": tag,
+        "submitted_at": now,
+        "state": JobState.PENDING.value,
+        "attempt": 0,
+        "retryable": False,
+        "reason": "",
+        "exit_code": None,
+        "elapsed_s": None,
+        "cpu_s": None,
+        "peak_rss_bytes": None,
+        "pid": None,
+        "runner_id": "",
+        "pool": "",
+        "outputs": [],
+        "updated_at": now,
+        "cancel_requested_at": None,
+    }
+    return record, event

@@ -9,11 +9,18 @@ slate so a retried job never shows the previous attempt's exit code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from caesar_common.events import JobStateChanged
+from caesar_common.jobstate import JobPosition, JobState
 
 MEASURED_FIELDS = ("pid", "exit_code", "elapsed_s", "cpu_s", "peak_rss_bytes")
+
+
+def position_of(job: Mapping[str, Any]) -> JobPosition:
+    """What the read model holds about a job, for ordering incoming events."""
+    return JobPosition(int(job["attempt"]), JobState(job["state"]), bool(job.get("retryable")))
 
 
 def transition_fields(held_attempt: int, event: JobStateChanged) -> dict[str, Any]:

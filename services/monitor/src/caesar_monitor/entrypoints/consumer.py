@@ -1,4 +1,4 @@
-"""The ``monitor.events`` queue and the dispatcher from envelopes to handlers."""
+"""The ``monitor.events`` queue and its bus handler (lag metric, then the message router)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from caesar_common.bus import Handler, QueueSpec
 from caesar_common.events import Envelope
 from caesar_common.message_router import route_by_type
 from caesar_monitor import metrics
-from caesar_monitor.handlers import HANDLERS, MonitorDeps
+from caesar_monitor.handlers import HANDLERS
+from caesar_monitor.service.deps import MonitorDeps
 
 MONITOR_QUEUE = QueueSpec(
     "monitor.events",
@@ -14,13 +15,13 @@ MONITOR_QUEUE = QueueSpec(
 )
 
 
-def dispatcher(deps: MonitorDeps) -> Handler:
+def events_handler(deps: MonitorDeps) -> Handler:
     """The bus handler: measure the event's lag, then route it to its handler."""
     route = route_by_type(HANDLERS, deps)
 
-    async def dispatch(envelope: Envelope) -> None:
+    async def measured(envelope: Envelope) -> None:
         lag = (deps.clock() - envelope.time).total_seconds()
         metrics.EVENT_LAG.observe(max(0.0, lag))
         await route(envelope)
 
-    return dispatch
+    return measured

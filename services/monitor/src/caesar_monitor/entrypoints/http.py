@@ -13,7 +13,7 @@ from aiohttp import web
 
 from caesar_common.ids import is_job_id
 from caesar_common.runtime import RUNTIME_KEY
-from caesar_monitor.adapters.timelines import TIMELINES, TimelineRepository
+from caesar_monitor.bootstrap import timeline_repository
 from caesar_monitor.domain.timeline import ordered
 
 
@@ -28,7 +28,7 @@ async def get_timeline(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     if not runtime.ready:
         return web.json_response({"error": "not ready"}, status=503)
-    entries = await TimelineRepository(runtime.collection(TIMELINES)).entries(job_id)
+    entries = await timeline_repository(runtime).entries(job_id)
     if entries is None:
         return web.json_response({"error": "unknown job"}, status=404)
     body = [{k: _json_value(v) for k, v in entry.items()} for entry in ordered(entries)]

@@ -16,6 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from caesar_common.events import Envelope
+from caesar_common.jobstate import JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 
@@ -31,8 +32,7 @@ INDEXES = {
 }
 
 
-def claim_id(job_id: str, attempt: int) -> str:
-    return f"{job_id}:{attempt}"
+OPEN_STATES = (JobState.STARTED.value, JobState.RUNNING.value)
 
 
 class Claims:
@@ -53,6 +53,13 @@ class Claims:
         update = merge_updates({"$set": changes}, outbox_update(events))
         result = await self.collection.update_one({"_id": cid, "state": expect_state}, update)
         return result.modified_count == 1
+
+    async def open_claims(self, runner_id: str, pool: str | None = None) -> list[Document]:
+        """Claims of ``runner_id`` still STARTED or RUNNING (and resumable: with a command)."""
+        query: Document = {"runner_id": runner_id, "state": {"$in": list(OPEN_STATES)}}
+        if pool is not None:
+            query["pool"] = pool
+        return [d async for d in self.collection.find(query) if "command" in d]
 
     async def record_cancel(self, job_id: str) -> None:
         await self._cancels.update_one(

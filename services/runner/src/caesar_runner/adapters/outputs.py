@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from caesar_common.events import OutputFile
-from caesar_common.ids import safe_owner
-
-MANIFEST = "manifest.json"
-
-
-def job_directory(jobs_root: Path, owner: str, job_id: str) -> Path:
-    """``<jobs_root>/<owner>/<job_id>``, from validated ids only."""
-    return jobs_root / safe_owner(owner) / job_id
-
-
-def input_path(data_root: Path, owner: str, file_id: str, ext: str) -> Path:
-    return data_root / safe_owner(owner) / f"{file_id}.{ext}"
 
 
 def stage_input(source: Path, job_dir: Path) -> Path:
@@ -61,10 +46,3 @@ def remove_outputs(job_dir: Path, names: Iterable[str]) -> None:
         path = job_dir / name
         if path.parent == job_dir and path.is_file():
             path.unlink()
-
-
-def write_manifest(job_dir: Path, manifest: dict[str, Any]) -> None:
-    # A name of our own: two attempts finishing together must not rename each other's file.
-    tmp = job_dir / f"{MANIFEST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(job_dir / MANIFEST)

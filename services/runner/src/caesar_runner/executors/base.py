@@ -4,6 +4,10 @@ A job is a list of steps (argv lists) run in order in the job directory. The run
 does the claiming, reporting and bookkeeping; an executor only runs, waits, enforces the
 wall time and stops on cancel. The same interface fits a Slurm batch job (one script
 with the steps) or a Kubernetes Job (one container per step or a wrapper command).
+
+Like Funnel's compute backends, executors are interchangeable: the runner asks an
+executor what it can do (:attr:`Executor.reattaches`) instead of testing its name, so
+adding a backend never touches the runner or the scheduler.
 """
 
 from __future__ import annotations
@@ -48,8 +52,32 @@ StartedCallback = Callable[[int | None], Awaitable[None]]
 
 
 class Executor(Protocol):
-    kind: str
+    """What every backend offers the runner."""
+
+    @property
+    def kind(self) -> str:
+        """The executor kind (``local``, ``slurm``...): what an app's ``executors`` list names."""
+        ...
+
+    @property
+    def pool(self) -> str:
+        """The pool this executor serves (its command queue is ``runner.<pool>``); default: the kind."""
+        ...
+
+    @property
+    def reattaches(self) -> bool:
+        """Whether a job outlives the runner process that started it.
+
+        True (Slurm): a restarted runner with the same id resumes its claimed attempts and
+        reports their outcome. False (local): the job's processes die with the runner, so
+        its claimed attempts are reported as retryable failures at restart.
+        """
+        ...
 
     async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
         """Run every step; call ``on_started(pid)`` once the first process runs."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the executor holds (threads, HTTP sessions); jobs are left as they are."""
         ...

@@ -48,6 +48,7 @@ class LocalExecutor:
     """The ``local`` executor: argv lists, sanitised env, limits, wall time, kill on cancel."""
 
     kind = "local"
+    reattaches = False  # job processes die with the runner (--pdeathsig KILL)
 
     def __init__(
         self,
@@ -57,7 +58,9 @@ class LocalExecutor:
         kill_grace_s: float = 10.0,
         max_open_files: int = 4096,
         max_file_size_bytes: int = 64 * 2**30,
+        pool: str = "",
     ) -> None:
+        self.pool = pool or self.kind
         self._bin_dir = bin_dir
         self._kill_grace_s = kill_grace_s
         self._max_open_files = max_open_files
@@ -151,4 +154,8 @@ class LocalExecutor:
         return result(JobState.SUCCESS, 0)
 
     def close(self) -> None:
+        """Stop the wait threads (running jobs are not touched)."""
         self._waiters.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        self.close()

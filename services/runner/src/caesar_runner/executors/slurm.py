@@ -306,7 +306,9 @@ class SlurmExecutor:
         unavailable_grace_s: float = 600.0,
         forgotten_after_polls: int = 3,
         cancel_wait_s: float = 60.0,
+        pool: str = "",
     ) -> None:
+        self.pool = pool or self.kind
         self._client = client
         self._bin_dir = bin_dir
         self._partition = partition
@@ -545,6 +547,10 @@ class SlurmExecutor:
                         waiter.cancel()
         finally:
             self._watches.pop(slurm_id, None)
+
+    async def aclose(self) -> None:
+        """Stop the poller and close the HTTP session; the Slurm jobs keep running."""
+        await self.close()
 
     async def close(self) -> None:
         if self._poller is not None:

@@ -18,13 +18,19 @@ from pymongo.errors import DuplicateKeyError
 from caesar_common.events import Envelope
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
+
+__all__ = [
+    "COLLECTION",
+    "DISPATCHED",
+    "EARLY_CANCEL",
+    "FINISHED",
+    "INDEXES",
+    "WAITING",
+    "SchedulerJobs",
+]
 
 COLLECTION = "jobs"
-
-WAITING = "waiting"  # admitted (QUEUED), not yet sent to a runner pool
-DISPATCHED = "dispatched"  # RunJob sent; the job holds a slot until it ends
-FINISHED = "finished"  # terminal
-EARLY_CANCEL = "early-cancel"  # a cancel overtook its JobSubmitted
 
 INDEXES = {
     COLLECTION: [
@@ -95,7 +101,3 @@ class SchedulerJobs:
             pool_counts = counts.setdefault(doc.get("pool", ""), {})
             pool_counts[doc["owner"]] = pool_counts.get(doc["owner"], 0) + 1
         return counts
-
-
-def now_fields(at: datetime, **fields: Any) -> dict[str, Any]:
-    return {"updated_at": at, **fields}

@@ -1,1 +1,1 @@
-"""Pure scheduling logic: pool routing, runner capacity, fair share."""
+"""Pure scheduling rules: admission, pool routing, retries, runner capacity, fair share."""

@@ -1,0 +1,22 @@
+"""What routes and message handlers need, chosen once by :mod:`caesar_api.bootstrap`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from caesar_api.adapters.files_repo import FilesRepository
+from caesar_api.adapters.jobs_repo import JobsRepository
+from caesar_api.adapters.storage import UploadStorage
+from caesar_api.settings import ApiSettings
+from caesar_common.bus import Bus
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """Settings, repositories, upload storage and the bus of one api process."""
+
+    settings: ApiSettings
+    files: FilesRepository
+    jobs: JobsRepository
+    storage: UploadStorage
+    bus: Bus

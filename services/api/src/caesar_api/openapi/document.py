@@ -1,0 +1,103 @@
+"""The whole OpenAPI 3.1 document, built for one deployment's settings.
+
+What the document says depends on the settings as the server's behaviour does: the
+allowed upload formats, the page-size bound, and whether a bearer token is needed at all
+(with authentication off no operation declares security or a 401).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caesar_api.auth.public import is_public
+from caesar_api.entrypoints.routes import V1
+from caesar_api.openapi.apps import app_paths
+from caesar_api.openapi.components import Schema, component_schemas
+from caesar_api.openapi.files import file_paths
+from caesar_api.openapi.jobs import job_paths
+from caesar_api.openapi.operational import operational_paths
+from caesar_api.openapi.operations import error
+from caesar_api.openapi.results import result_paths
+from caesar_api.settings import ApiSettings
+
+OPENAPI_VERSION = "3.1.0"
+BEARER = "bearerAuth"
+TAGS = [
+    {"name": "files", "description": "Uploaded images."},
+    {"name": "apps", "description": "Source finders and their options."},
+    {"name": "jobs", "description": "Jobs: submit, follow, cancel, outputs."},
+    {"name": "operations", "description": "Health, readiness, metrics, documentation, dead letters."},
+]
+
+
+def build_openapi(settings: ApiSettings) -> dict[str, Any]:
+    """The document served at ``/openapi.json``."""
+    paths: dict[str, Any] = {
+        **file_paths(settings),
+        **app_paths(),
+        **job_paths(settings),
+        **result_paths(),
+        **operational_paths(),
+    }
+    _not_ready(paths)
+    components: dict[str, Any] = {"schemas": component_schemas()}
+    auth = "Authentication is off: every caller is 'anonymous'."
+    if settings.auth_enabled:
+        _secure(paths)
+        components["securitySchemes"] = {BEARER: BEARER_SCHEME}
+        auth = "Every route but probes, metrics, documentation and the v1 app catalogue needs a bearer token."
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "caesar-rest api",
+            "version": "1.0",
+            "description": (
+                "The caesar-rest v1.0 API: upload radio images, run source finders on them, follow the "
+                "jobs and download their outputs. v1 errors are JSON objects with the message in "
+                "'status'; v2 errors are RFC 9457 problem details. Every list is paginated with "
+                f"?limit=&after=. {auth}"
+            ),
+        },
+        "tags": TAGS,
+        "paths": paths,
+        "components": components,
+    }
+
+
+BEARER_SCHEME: Schema = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "JWT",
+    "description": (
+        "A Keycloak access token of the caesar realm whose audience is the api. v1 clients may "
+        "instead send it in an access_token form field; never in the query string."
+    ),
+}
+
+
+def _not_ready(paths: dict[str, Any]) -> None:
+    """Every v1 route answers 503 until broker and database are connected."""
+    for path, item in paths.items():
+        if path.startswith(V1 + "/"):
+            for op in item.values():
+                op["responses"].setdefault("503", error("Service starting, not ready yet; retry shortly."))
+
+
+def _secure(paths: dict[str, Any]) -> None:
+    """Mark every non-public operation as needing a bearer token, with its 401/403/503.
+
+    Done over the finished paths (with :func:`is_public`, the allow-list the auth
+    middleware uses), so a route added later is covered too.
+    """
+    unauthorized = {
+        **error("Missing, expired or invalid token (WWW-Authenticate: Bearer)."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
+    for path, item in paths.items():
+        if is_public(path):
+            continue
+        for op in item.values():
+            op["security"] = [{BEARER: []}]
+            op["responses"].setdefault("401", unauthorized)
+            op["responses"].setdefault("403", error("The token lacks the role the api requires."))
+            op["responses"].setdefault("503", error("Service starting, or the realm's keys unavailable."))

@@ -1,0 +1,308 @@
+"""The shapes of request and response bodies, as pydantic models.
+
+These models exist for the OpenAPI document only: the routes build their bodies from
+:mod:`caesar_api.domain.responses`, and a schemathesis run (tests/fuzz) checks every
+answer against the schemas generated from here, so a model that drifts from what the
+server sends fails a test. Id patterns come from :mod:`caesar_common.ids`; values that
+depend on the deployment (allowed formats, page sizes) are filled in by the paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from caesar_api.domain.jobs import TAG_MAX
+from caesar_common.ids import FILE_ID_RE, JOB_ID_RE
+from caesar_common.jobstate import JobState
+
+FILE_ID_PATTERN = FILE_ID_RE.pattern
+JOB_ID_PATTERN = JOB_ID_RE.pattern
+# A file uuid, or a path whose last component is <uuid>.<ext> (domain.jobs.file_id_from_reference).
+FILE_REFERENCE_PATTERN = (
+    r"^(?:[0-9a-f]{32}|[\s\S]*[/\\][0-9a-f]{32}\.[A-Za-z0-9]{1,16}|[0-9a-f]{32}\.[A-Za-z0-9]{1,16})$"
+)
+
+FileId = Field(pattern=FILE_ID_PATTERN, description="File uuid (32 lowercase hex characters).")
+
+
+class Status(BaseModel):
+    """A message; every v1 error has this shape."""
+
+    status: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (v2 errors)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+class UploadForm(BaseModel):
+    """The multipart form of an upload."""
+
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"}, description="The file; its name gives the format."
+    )
+    tag: str = Field("", max_length=TAG_MAX, description="Free label.")
+
+
+class UploadResult(BaseModel):
+    """A stored upload."""
+
+    date: str = Field(description="Upload time, ISO 8601 in UTC without an offset.")
+    filename_orig: str
+    format: str = Field(description="The file's extension (one of the allowed formats).")
+    size: float = Field(description="Size in MiB.")
+    status: str
+    tag: str
+    uuid: str = FileId
+
+
+class FileRecord(BaseModel):
+    """One of the caller's files."""
+
+    fileid: str = FileId
+    filename_orig: str
+    fileext: str
+    filesize: float = Field(description="Size in MiB.")
+    filedate: str = Field(description="Upload time, ISO 8601 in UTC without an offset.")
+    tag: str
+
+
+class FileList(BaseModel):
+    """One page of the caller's files, newest first."""
+
+    file_ids: list[str]
+    files: list[FileRecord]
+
+
+class DownloadForm(BaseModel):
+    """``POST /download``: the file to redirect to."""
+
+    uuid: str = Field(min_length=1)
+
+
+class AppList(BaseModel):
+    """Every app the service knows, runnable here or not."""
+
+    apps: list[str]
+
+
+class AppOption(BaseModel):
+    """One option of an app, as the v1 describe lists it."""
+
+    description: str
+    mandatory: bool
+    type: Literal["int", "float", "str", "none"]
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    enum: bool | None = None
+    allowed_values: list[Any] | None = None
+    category: str | None = None
+    subcategory: str | None = None
+    advanced: Literal[0, 1] | None = None
+
+
+class AppDescription(RootModel[dict[str, AppOption]]):
+    """An app's options keyed by option name."""
+
+
+class JobRequest(BaseModel):
+    """``POST /job``: an app, its options and the input file.
+
+    The input file is ``data_inputs`` or ``job_inputs.inputfile`` (at least one; both
+    must name the same file): a file uuid, or a path named ``<uuid>.<ext>`` of which only
+    the name is used. ``envfile`` is ignored and ``run`` accepted and ignored.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    app: str = Field(min_length=1, examples=["sfind"])
+    job_inputs: dict[str, Any] = Field(
+        description="App options (see /app/{name}/describe or /api/v2/apps).", examples=[{"seedthr": 5}]
+    )
+    data_inputs: str | None = Field(None, pattern=FILE_REFERENCE_PATTERN)
+    tag: str | None = Field(None, max_length=TAG_MAX)
+
+
+class JobAccepted(BaseModel):
+    """A job recorded as PENDING."""
+
+    app: str
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    job_inputs: dict[str, Any]
+    data_inputs: str = FileId
+    state: JobState
+    status: str
+    submit_date: str
+    tag: str
+
+
+class JobStatus(BaseModel):
+    """A job as the api's read model last saw it."""
+
+    elapsed_time: str = Field(description="Seconds, '' while unknown.")
+    exit_status: int | None
+    exit_code: int | None
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    pid: str = Field(description="'' while unknown.")
+    pool: str | None = Field(None, description="Executor pool (local, slurm) once chosen.")
+    state: JobState
+    status: str
+    tag: str
+
+
+class JobSummary(JobStatus):
+    """One entry of the caller's job list."""
+
+    app: str
+    data_inputs: str = FileId
+    job_inputs: dict[str, Any]
+    submit_date: str
+
+
+class JobList(RootModel[list[JobSummary]]):
+    """One page of the caller's jobs, newest first (by submission time)."""
+
+
+class JobNotCompleted(BaseModel):
+    """A job whose outputs are not there yet."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    state: JobState
+    status: str
+
+
+class Catalog(BaseModel):
+    """The harmonised catalogue.
+
+    The same core columns for every finder (source_id, island_id, component_id, ra, dec,
+    err_ra, err_dec, peak_flux, err_peak_flux, int_flux, err_int_flux, maj, min, pa,
+    local_rms, snr, flags), then the finder's extras.
+    """
+
+    finder: str
+    catalog: Literal["sources", "components"]
+    n_sources: int
+    columns: list[dict[str, Any]]
+    sources: list[dict[str, Any]]
+
+
+class PreviewImage(BaseModel):
+    """The preview PNG in base64."""
+
+    image: str
+    status: str
+
+
+class AppEntry(BaseModel):
+    """An app with its JSON Schema, version and availability."""
+
+    name: str
+    version: str
+    description: str
+    executors: list[str]
+    available: bool
+    default_wall_time_s: int
+    container_image: str | None
+    schema_: dict[str, Any] = Field(alias="schema")
+    unavailable_reason: str | None = None
+
+
+class AppCatalog(BaseModel):
+    """Every app."""
+
+    apps: list[AppEntry]
+
+
+class JobFile(BaseModel):
+    """One output of a job; size and checksum are null where the manifest lacks them."""
+
+    name: str
+    size_bytes: int | None
+    sha256: str | None
+
+
+class JobFiles(BaseModel):
+    """The job's output files (from its manifest), the manifest last."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    files: list[JobFile]
+
+
+class DeadLetter(BaseModel):
+    """One dead-lettered message."""
+
+    dead_letter_queue: str
+    origin_queue: str
+    reason: str
+    deaths: int
+    message_id: str
+    type: str
+    routing_key: str
+    body: str
+
+
+class DeadLetters(BaseModel):
+    """Messages waiting in the dead-letter queues (they stay there)."""
+
+    dead_letters: list[DeadLetter]
+
+
+class Replayed(BaseModel):
+    """How many messages went back to their queue."""
+
+    queue: str
+    replayed: int
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: str
+
+
+class Readiness(BaseModel):
+    """Whether broker and database are reachable."""
+
+    status: Literal["ready", "not ready"]
+    broker: bool
+    database: bool
+
+
+COMPONENT_MODELS: tuple[type[BaseModel], ...] = (
+    Status,
+    Problem,
+    UploadForm,
+    UploadResult,
+    FileRecord,
+    FileList,
+    DownloadForm,
+    AppList,
+    AppOption,
+    AppDescription,
+    JobRequest,
+    JobAccepted,
+    JobStatus,
+    JobSummary,
+    JobList,
+    JobNotCompleted,
+    Catalog,
+    PreviewImage,
+    AppEntry,
+    AppCatalog,
+    JobFile,
+    JobFiles,
+    DeadLetter,
+    DeadLetters,
+    Replayed,
+    Health,
+    Readiness,
+)
+"""Every model that becomes a component schema (``#/components/schemas/<name>``)."""

@@ -1,0 +1,81 @@
+"""Small builders of OpenAPI objects (operations, responses, parameters).
+
+Shared by every module of paths; they only build dictionaries, so the path modules
+depend on this one and on :mod:`.models`, never on each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from caesar_api.openapi.components import Schema, ref
+from caesar_api.openapi.models import FILE_ID_PATTERN, JOB_ID_PATTERN, Problem, Status
+
+PROBLEM_JSON = "application/problem+json"
+BINARY: Schema = {"type": "string", "format": "binary"}
+
+
+def json_body(model: type[BaseModel] | Schema, description: str, **extra: Any) -> Schema:
+    """A JSON response (or request body) of a model."""
+    schema = ref(model) if isinstance(model, type) else model
+    return {"description": description, "content": {"application/json": {"schema": schema}}, **extra}
+
+
+def error(description: str) -> Schema:
+    """A v1 error: ``{"status": message}``."""
+    return json_body(Status, description)
+
+
+def problem(description: str) -> Schema:
+    """A v2 error: RFC 9457 problem details."""
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": ref(Problem)}}}
+
+
+def binary(description: str, *media_types: str) -> Schema:
+    """A file in the answer, in any of ``media_types``."""
+    return {"description": description, "content": {media: {"schema": BINARY} for media in media_types}}
+
+
+def path_param(name: str, description: str, pattern: str | None = None, **schema: Any) -> Schema:
+    """A required path parameter (a string, with its pattern when it is an id)."""
+    body: Schema = {"type": "string", **schema}
+    if pattern:
+        body["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": body}
+
+
+def query_param(name: str, description: str, schema: Schema, *, required: bool = False) -> Schema:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+FILE_ID_PARAM = path_param("file_id", "File uuid (32 lowercase hex characters).", FILE_ID_PATTERN)
+JOB_ID_PARAM = path_param("job_id", "Job id (a dashed uuid).", JOB_ID_PATTERN)
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    tag: str,
+    description: str = "",
+    parameters: list[Schema] | None = None,
+    request_body: Schema | None = None,
+) -> Schema:
+    """One operation object."""
+    op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if request_body:
+        op["requestBody"] = request_body
+    op["responses"] = responses
+    return op
+
+
+def renamed(op: Schema, operation_id: str, summary_suffix: str = "") -> Schema:
+    """The same operation under another method (v1 routes answer GET and POST alike)."""
+    return {**op, "operationId": operation_id, "summary": op["summary"] + summary_suffix}

@@ -1,0 +1,68 @@
+"""Use case of job outputs: the files a finished job left, found through its manifest.
+
+The v1 and v2 routes answer a job that has not ended differently (v1: 202 with the
+state, v2: 409), so this module reports the fact and leaves the wording to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caesar_api.adapters.job_files import load_manifest
+from caesar_api.service.jobs import owned_job
+from caesar_api.service.ports import JobStore
+from caesar_common.ids import safe_owner
+from caesar_common.jobstate import JobState, is_terminal
+from caesar_common.store import Document
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """A job with its directory and manifest (``None``: it ended without outputs)."""
+
+    job: Document
+    job_dir: Path
+    manifest: dict[str, Any] | None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job["_id"])
+
+    @property
+    def state(self) -> str:
+        return str(self.job["state"])
+
+
+class JobNotEnded(Exception):
+    """The job is still on its way: outputs are not there yet."""
+
+    def __init__(self, job: Document) -> None:
+        super().__init__(job["_id"])
+        self.job = job
+
+
+def job_dir(jobs_root: Path, job: Document) -> Path:
+    """Where the runner wrote the job's files (owner validated as a path component)."""
+    return jobs_root / safe_owner(str(job["owner"])) / str(job["_id"])
+
+
+async def ended_job(
+    jobs: JobStore, jobs_root: Path, owner: str, job_id: str, *, admin: bool = False
+) -> tuple[Document, Path]:
+    """The caller's job and its directory once it has ended; :class:`JobNotEnded` before."""
+    job = await owned_job(jobs, owner, job_id, admin=admin)
+    if not is_terminal(JobState(job["state"])):
+        raise JobNotEnded(job)
+    return job, job_dir(jobs_root, job)
+
+
+async def job_outputs(
+    jobs: JobStore, jobs_root: Path, owner: str, job_id: str, *, admin: bool = False
+) -> JobOutputs:
+    """The caller's ended job with its manifest; :class:`JobNotEnded` while it runs."""
+    job, directory = await ended_job(jobs, jobs_root, owner, job_id, admin=admin)
+    manifest = await asyncio.to_thread(load_manifest, directory)
+    return JobOutputs(job, directory, manifest)

@@ -1,0 +1,56 @@
+"""What the monitor's use cases need from its database, as interfaces.
+
+The MongoDB repositories in :mod:`caesar_monitor.adapters` implement them; unit tests
+pass in-memory fakes. ``Kick`` asks the outbox relay to publish a timeline's events now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from caesar_common.events import RunnerHeartbeat
+from caesar_common.jobstate import JobPosition, JobState
+from caesar_common.store import Document
+from caesar_monitor.domain.timeline import Entry
+
+Kick = Callable[[str], None]
+
+
+class TimelineStore(Protocol):
+    """One document per job: its entries and its current position."""
+
+    async def append(self, job_id: str, entry: Entry, fields: Mapping[str, Any]) -> bool:
+        """Add ``entry`` unless its event id is there; set ``fields`` with it."""
+        ...
+
+    async def load(self, job_id: str) -> Document | None: ...
+
+    async def move(
+        self,
+        job_id: str,
+        held: JobPosition | None,
+        fields: Mapping[str, Any],
+        *,
+        entry: Entry | None = None,
+        also: Document | None = None,
+    ) -> bool:
+        """Set the new position only while the document holds ``held``."""
+        ...
+
+    async def executing(self) -> list[Document]: ...
+
+    async def count_by_state(self) -> dict[JobState, int]: ...
+
+    async def entries(self, job_id: str) -> Sequence[Entry] | None: ...
+
+
+class RunnerStore(Protocol):
+    """The latest heartbeat of every runner."""
+
+    async def record(self, heartbeat: RunnerHeartbeat, received_at: datetime) -> bool: ...
+
+    async def last_seen(self, runner_ids: Iterable[str]) -> dict[str, datetime]: ...
+
+    async def slots_by_pool(self, alive_since: datetime) -> dict[str, tuple[int, int]]: ...

@@ -1,0 +1,78 @@
+"""The one place that says what a runner process is made of.
+
+``__main__`` and the integration tests both build the runner from here: its collections,
+its executor (from ``CAESAR_EXECUTOR``), the consumers and the periodic loops.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pymongo import IndexModel
+
+from caesar_common.periodic import run_every
+from caesar_common.runtime import ServiceRuntime
+from caesar_runner.adapters.claims import CANCELS, CLAIMS, INDEXES, Claims
+from caesar_runner.entrypoints.consumer import start_consumers
+from caesar_runner.executors.base import Executor
+from caesar_runner.executors.factory import build_executor
+from caesar_runner.service.attempts import JobRunner, RunnerConfig
+from caesar_runner.settings import RunnerSettings
+
+SERVICE = "runner"
+RUNNER_INDEXES: Mapping[str, Sequence[IndexModel]] = INDEXES
+OUTBOX_COLLECTIONS: Sequence[str] = (CLAIMS,)
+
+
+def runner_config(settings: RunnerSettings, bin_dir: Path | None = None) -> RunnerConfig:
+    return RunnerConfig(
+        runner_id=settings.runner_id,
+        pool=settings.pool,
+        slots=settings.slots,
+        data_root=settings.data_root,
+        jobs_root=settings.jobs_root,
+        bin_dir=bin_dir or Path(sys.executable).parent,
+    )
+
+
+async def build(runtime: ServiceRuntime[RunnerSettings], executor: Executor | None = None) -> JobRunner:
+    """Wire a runner onto a connected runtime and start it; returns it (tests drive it)."""
+    settings = runtime.settings
+    config = runner_config(settings)
+    if executor is None:
+        executor = build_executor(settings, config.bin_dir)
+    claims = Claims(runtime.collection(CLAIMS), runtime.collection(CANCELS))
+
+    def kick(claim_key: str) -> None:
+        runtime.relay.kick(claims.collection, claim_key)
+
+    runner = JobRunner(config, claims, kick, runtime.bus.publish, executor)
+    runner.subscription = await start_consumers(runtime.bus, runner)
+    runtime.spawn(
+        run_every(settings.heartbeat_interval_s, runner.send_heartbeat, "heartbeat", first_after_s=0),
+        "heartbeat",
+    )
+    runtime.spawn(
+        run_every(settings.cancel_poll_interval_s, runner.apply_recorded_cancels, "cancels"), "cancels"
+    )
+    runtime.spawn(runner.resume_claims(), "resume")
+    return runner
+
+
+class RunnerProcess:
+    """The runner's start and drain hooks for :func:`caesar_common.runtime.run_service`."""
+
+    def __init__(self) -> None:
+        self.runner: JobRunner | None = None
+
+    async def start(self, runtime: ServiceRuntime[RunnerSettings]) -> None:
+        self.runner = await build(runtime)
+
+    async def drain(self, runtime: ServiceRuntime[RunnerSettings]) -> None:
+        if self.runner is None:
+            return
+        settings = runtime.settings
+        await self.runner.drain(grace_s=settings.shutdown_grace_s, kill_grace_s=settings.kill_grace_s)
+        await self.runner.executor.aclose()

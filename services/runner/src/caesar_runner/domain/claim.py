@@ -1,0 +1,122 @@
+"""What a runner decides about an attempt, before and after running it (pure).
+
+A ``RunJob`` is claimed before it is acked: the claim document is the runner's promise to
+report the attempt's outcome. Whether the attempt starts, or is closed at once (canceled
+before it began, or impossible to run here), depends only on facts the runner has looked
+up; this module turns those facts into the claim's first state and its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from caesar_common.apps.base import App, ParameterError
+from caesar_common.events import RunJob
+from caesar_common.jobstate import JobState
+from caesar_runner.executors.base import ExecutionResult
+
+HANDED_BACK = "the runner stopped before the job finished; handed back for retry"
+CANCELED_BY_USER = "canceled by the user"
+
+
+def attempt_key(job_id: str, attempt: int) -> str:
+    """``<job_id>:<attempt>``: the claim's ``_id``, and the key of a running attempt.
+
+    Keyed by attempt, not job: two attempts of one job (one wrongly presumed lost) are
+    two entries, each cancellable and each holding its own slot.
+    """
+    return f"{job_id}:{attempt}"
+
+
+@dataclass(frozen=True)
+class ClaimFacts:
+    """What the runner looked up about a ``RunJob`` before deciding."""
+
+    app: App | None
+    executor_kind: str
+    input_exists: bool
+    canceled: bool
+    bad_path: str = ""
+    """Why the command's ids cannot name a path (a forged ``../`` id), or ``""``."""
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    """The claim's first state: STARTED (run it), CANCELED or ABORTED (report and stop)."""
+
+    state: JobState
+    reason: str = ""
+
+    @property
+    def runs(self) -> bool:
+        return self.state is JobState.STARTED
+
+
+def refusal(msg: RunJob, facts: ClaimFacts) -> str:
+    """Why this runner cannot run the attempt at all, or ``""`` if it can.
+
+    These are not retryable: another attempt would meet the same unknown app, the same
+    missing input or the same invalid parameters.
+    """
+    if facts.bad_path:
+        return f"invalid command: {facts.bad_path}"
+    if facts.app is None:
+        return f"unknown app {msg.app}"
+    if facts.executor_kind not in facts.app.executors:
+        return f"app {msg.app} cannot run on the {facts.executor_kind} executor"
+    if not facts.input_exists:
+        return f"input file {msg.input.file_id} is missing"
+    try:
+        facts.app.validate(msg.params)
+    except ParameterError as exc:
+        return f"invalid parameters: {exc}"
+    return ""
+
+
+def decide_claim(msg: RunJob, facts: ClaimFacts) -> ClaimDecision:
+    """A cancel that arrived first wins; then a refusal; otherwise the attempt starts."""
+    if facts.canceled:
+        return ClaimDecision(JobState.CANCELED, CANCELED_BY_USER)
+    reason = refusal(msg, facts)
+    if reason:
+        return ClaimDecision(JobState.ABORTED, reason)
+    return ClaimDecision(JobState.STARTED)
+
+
+def claim_document(
+    msg: RunJob, decision: ClaimDecision, *, runner_id: str, pool: str, now: datetime
+) -> dict[str, Any]:
+    """The claim as stored: the attempt, who holds it, and the command to resume it from."""
+    return {
+        "_id": attempt_key(msg.job_id, msg.attempt),
+        "job_id": msg.job_id,
+        "attempt": msg.attempt,
+        "owner": msg.owner,
+        "app": msg.app,
+        "runner_id": runner_id,
+        "pool": pool,
+        "claimed_at": now,
+        "state": decision.state.value,
+        "reason": decision.reason,
+        # What a restarted runner needs to resume tracking the attempt (executors that
+        # reattach, such as Slurm).
+        "command": msg.model_dump(mode="json"),
+    }
+
+
+def reported_result(result: ExecutionResult, *, handed_back: bool) -> ExecutionResult:
+    """The outcome to report: a job stopped by our own shutdown is ours to retry.
+
+    The executor sees a shutdown as a cancel; the user did not ask for it, so it is a
+    retryable failure, and the scheduler starts a new attempt elsewhere.
+    """
+    if handed_back and result.state is JobState.CANCELED:
+        return replace(result, state=JobState.FAILURE, reason=HANDED_BACK, retryable=True)
+    return result
+
+
+def runner_error(exc: BaseException) -> ExecutionResult:
+    """Our failure, not the app's: retryable, so the scheduler tries another attempt."""
+    return ExecutionResult(JobState.FAILURE, None, 0.0, 0.0, 0, f"runner error: {exc}", retryable=True)

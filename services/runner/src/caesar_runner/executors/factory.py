@@ -1,0 +1,50 @@
+"""The executor a runner process uses, chosen by ``CAESAR_EXECUTOR``.
+
+The one place that maps an executor name to its construction from settings; everything
+else asks the executor what it can do (:class:`~caesar_runner.executors.base.Executor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from caesar_runner.adapters.slurmrestd import SlurmRestClient, TokenSource, api_version
+from caesar_runner.executors.base import Executor
+from caesar_runner.executors.local import LocalExecutor
+from caesar_runner.executors.slurm import SlurmExecutor
+from caesar_runner.settings import RunnerSettings
+
+
+def _local(settings: RunnerSettings, bin_dir: Path) -> Executor:
+    return LocalExecutor(
+        bin_dir,
+        slots=settings.slots,
+        kill_grace_s=settings.kill_grace_s,
+        max_open_files=settings.max_open_files,
+        max_file_size_bytes=settings.max_file_size_bytes,
+    )
+
+
+def _slurm(settings: RunnerSettings, bin_dir: Path) -> Executor:
+    tokens = TokenSource(settings.slurm_token.get_secret_value(), settings.slurm_token_file)
+    client = SlurmRestClient(
+        settings.slurm_url, api_version(settings.slurm_api_version), settings.slurm_user, tokens
+    )
+    return SlurmExecutor(
+        client,
+        bin_dir,
+        partition=settings.slurm_partition,
+        account=settings.slurm_account,
+        poll_interval_s=settings.slurm_poll_interval_s,
+        max_poll_interval_s=settings.slurm_max_poll_interval_s,
+        unavailable_grace_s=settings.slurm_unavailable_grace_s,
+    )
+
+
+EXECUTORS: dict[str, Callable[[RunnerSettings, Path], Executor]] = {"local": _local, "slurm": _slurm}
+
+
+def build_executor(settings: RunnerSettings, bin_dir: Path) -> Executor:
+    """The executor named by the settings (the settings class already refused others)."""
+    return EXECUTORS[settings.executor](settings, bin_dir)

@@ -1,0 +1,377 @@
+"""The runner's use cases: claim ``RunJob`` commands, run them through an executor, report.
+
+Flow of one attempt: wait for a free slot -> claim (insert, with its first state in the
+outbox) -> the command is acked -> run the steps (RUNNING once the first process starts)
+-> write the manifest -> terminal state with exit code, elapsed and CPU seconds, peak RSS
+and outputs. While slots are full the runner stops consuming, so the broker hands
+commands to runners that have room (prefetch always equals the free slots).
+
+What to decide is pure (:mod:`caesar_runner.domain.claim`,
+:mod:`caesar_runner.domain.manifest`); this module does the looking up and the writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Gauge
+
+from caesar_common.apps import get_app
+from caesar_common.apps.base import App, PlanContext
+from caesar_common.events import (
+    Envelope,
+    JobStateChanged,
+    OutputFile,
+    RunJob,
+    RunnerHeartbeat,
+    RunningJobRef,
+)
+from caesar_common.jobstate import JobState
+from caesar_common.layout import MANIFEST_NAME, LayoutError, job_dir, upload_path, write_manifest
+from caesar_common.logging import get_logger
+from caesar_common.outbox import envelope_for
+from caesar_runner.adapters.outputs import describe_outputs, remove_outputs, stage_input
+from caesar_runner.domain.claim import (
+    ClaimFacts,
+    attempt_key,
+    claim_document,
+    decide_claim,
+    reported_result,
+    runner_error,
+)
+from caesar_runner.domain.manifest import build_manifest
+from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
+from caesar_runner.finalize import finalize_step, read_record
+from caesar_runner.service.ports import ClaimStore, Kick, PausableConsumer, Publish
+
+log = get_logger(__name__)
+SOURCE = "runner"
+
+SLOTS = Gauge("caesar_runner_process_slots", "Job slots of this runner process", ["pool", "kind"])
+
+
+@dataclass
+class RunningAttempt:
+    message: RunJob
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    handback: bool = False  # stopped by a runner shutdown, not by the user
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> str:
+        return attempt_key(self.message.job_id, self.message.attempt)
+
+
+@dataclass
+class RunnerConfig:
+    runner_id: str
+    pool: str
+    slots: int
+    data_root: Path
+    jobs_root: Path
+    bin_dir: Path
+
+
+class JobRunner:
+    """One runner process: its slots, the attempts it runs and the reports it owes."""
+
+    def __init__(
+        self,
+        config: RunnerConfig,
+        claims: ClaimStore,
+        kick: Kick,
+        publish: Publish,
+        executor: Executor,
+        find_app: Callable[[str], App | None] = get_app,
+    ) -> None:
+        self.config = config
+        self._find_app = find_app
+        self._claims = claims
+        self._kick = kick
+        self._publish = publish
+        self.executor = executor
+        self._free = asyncio.Semaphore(config.slots)
+        self.running: dict[str, RunningAttempt] = {}
+        self.subscription: PausableConsumer | None = None
+        self.accepting = True
+        SLOTS.labels(config.pool, "total").set(config.slots)
+        SLOTS.labels(config.pool, "free").set(config.slots)
+
+    # -- commands -----------------------------------------------------------------------
+
+    async def start_attempt(self, msg: RunJob) -> None:
+        """Claim ``msg`` and start it in the background (the command is acked after)."""
+        await self._free.acquire()
+        try:
+            claimed = await self._claim(msg)
+        except BaseException:
+            self._free.release()
+            raise
+        if claimed is None:
+            self._free.release()
+            return
+        self.running[claimed.key] = claimed
+        claimed.task = asyncio.get_running_loop().create_task(self._run(claimed))
+        await self._adjust_consumer()
+
+    async def cancel(self, job_id: str) -> None:
+        """Record the cancel (for attempts not claimed yet) and stop what runs of the job."""
+        await self._claims.record_cancel(job_id)
+        for job in self._attempts_of(job_id):
+            job.cancel.set()
+
+    def _attempts_of(self, job_id: str) -> list[RunningAttempt]:
+        return [j for j in self.running.values() if j.message.job_id == job_id]
+
+    async def _adjust_consumer(self) -> None:
+        """Keep the prefetch equal to the free slots; stop consuming when full."""
+        free = self.config.slots - len(self.running)
+        SLOTS.labels(self.config.pool, "free").set(free)
+        if self.subscription is None:
+            return
+        if free <= 0 or not self.accepting:
+            await self.subscription.pause()
+        else:
+            await self.subscription.set_prefetch(free)
+            await self.subscription.resume()
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    def _event(self, msg: RunJob, state: JobState, **fields: Any) -> Envelope:
+        return envelope_for(
+            JobStateChanged(
+                job_id=msg.job_id,
+                owner=msg.owner,
+                app=msg.app,
+                attempt=msg.attempt,
+                state=state,
+                changed_at=datetime.now(UTC),
+                pool=self.config.pool,
+                runner_id=self.config.runner_id,
+                **fields,
+            ),
+            SOURCE,
+        )
+
+    async def _claim(self, msg: RunJob) -> RunningAttempt | None:
+        """Record the claim before the command is acked; None if nothing is to run."""
+        try:
+            job_dir(self.config.jobs_root, msg.owner, msg.job_id)
+            input_exists, bad_path = self._input(msg).is_file(), ""
+        except LayoutError as exc:  # ids that would walk out of the roots: never run
+            input_exists, bad_path = False, str(exc)
+        facts = ClaimFacts(
+            app=self._find_app(msg.app),
+            executor_kind=self.executor.kind,
+            input_exists=input_exists,
+            canceled=await self._claims.is_canceled(msg.job_id),
+            bad_path=bad_path,
+        )
+        decision = decide_claim(msg, facts)
+        doc = claim_document(
+            msg, decision, runner_id=self.config.runner_id, pool=self.config.pool, now=datetime.now(UTC)
+        )
+        event = self._event(msg, decision.state, reason=decision.reason)
+        if not await self._claims.claim(doc, [event]):
+            log.info("attempt already claimed; not started again", job_id=msg.job_id, attempt=msg.attempt)
+            return None
+        self._kick(doc["_id"])
+        return RunningAttempt(msg) if decision.runs else None
+
+    def _input(self, msg: RunJob) -> Path:
+        return upload_path(self.config.data_root, msg.owner, msg.input.file_id, msg.input.ext)
+
+    async def _run(self, job: RunningAttempt) -> None:
+        msg = job.message
+        try:
+            result, outputs = await self._execute(job)
+        except Exception as exc:
+            log.exception("job execution failed", job_id=msg.job_id)
+            result, outputs = runner_error(exc), []
+        result = reported_result(result, handed_back=job.handback)
+        try:
+            await self._finish(job, result, outputs)
+        finally:
+            self.running.pop(job.key, None)
+            self._free.release()
+            await self._adjust_consumer()
+
+    async def _finish(self, job: RunningAttempt, result: ExecutionResult, outputs: list[OutputFile]) -> None:
+        msg = job.message
+        event = self._event(
+            msg,
+            result.state,
+            reason=result.reason,
+            retryable=result.retryable,
+            exit_code=result.exit_code,
+            elapsed_s=round(result.elapsed_s, 3),
+            cpu_s=round(result.cpu_s, 3),
+            peak_rss_bytes=result.peak_rss_bytes,
+            outputs=outputs,
+        )
+        changes = {
+            "state": result.state.value,
+            "exit_code": result.exit_code,
+            "finished_at": datetime.now(UTC),
+            "reason": result.reason,
+        }
+        for expect in (JobState.RUNNING.value, JobState.STARTED.value):
+            if await self._claims.update(job.key, expect, changes, [event]):
+                self._kick(job.key)
+                break
+        log.info("job finished", job_id=msg.job_id, state=result.state.value, exit_code=result.exit_code)
+
+    async def _execute(self, job: RunningAttempt) -> tuple[ExecutionResult, list[OutputFile]]:
+        msg = job.message
+        app = self._find_app(msg.app)
+        assert app is not None  # checked when the attempt was claimed
+        params = app.validate(msg.params)
+        directory = job_dir(self.config.jobs_root, msg.owner, msg.job_id)
+        staged = await asyncio.to_thread(stage_input, self._input(msg), directory)
+        ctx = PlanContext(staged, directory, self.config.bin_dir)
+        steps = app.plan(params, ctx)
+        # Harmonised catalogues + preview, as a job step (runs wherever the job runs).
+        final = finalize_step(msg.app, ctx)
+        if final is not None:
+            steps = [*steps, final]
+        spec = JobSpec(
+            job_id=msg.job_id,
+            owner=msg.owner,
+            attempt=msg.attempt,
+            app=msg.app,
+            steps=steps,
+            job_dir=directory,
+            wall_time_s=msg.wall_time_s,
+            cores=msg.cores,
+            memory_mb=msg.memory_mb,
+        )
+
+        async def on_started(pid: int | None) -> None:
+            event = self._event(msg, JobState.RUNNING, pid=pid)
+            changes = {"state": JobState.RUNNING.value, "pid": pid, "started_at": datetime.now(UTC)}
+            if await self._claims.update(job.key, JobState.STARTED.value, changes, [event]):
+                self._kick(job.key)
+
+        started_at = datetime.now(UTC)
+        result = await self.executor.run(spec, on_started, job.cancel)
+        finished_at = datetime.now(UTC)
+        await asyncio.to_thread(remove_outputs, directory, app.discardable_outputs(params))
+        outputs = await asyncio.to_thread(describe_outputs, directory, {staged.name, MANIFEST_NAME})
+        manifest = build_manifest(
+            msg,
+            app_version=app.version,
+            parameters=params.effective,
+            runner_id=self.config.runner_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            result=result,
+            steps=steps,
+            outputs=outputs,
+            catalog=await asyncio.to_thread(read_record, directory),
+        )
+        await asyncio.to_thread(write_manifest, directory, manifest)
+        return result, outputs
+
+    # -- after a restart ------------------------------------------------------------------
+
+    async def resume_claims(self) -> int:
+        """Take up the attempts a previous life of this runner id left open.
+
+        An executor that reattaches (a Slurm job outlives the runner that submitted it):
+        the restarted runner finds its claims, re-runs the executor (which finds the job
+        by its comment instead of submitting again) and reports the outcome once: the
+        terminal update is guarded by the claim's state. Otherwise the attempt's
+        processes died with the runner, so it is reported as a retryable failure now
+        rather than when the monitor notices.
+        """
+        if not self.executor.reattaches:
+            return await self._report_orphaned_claims()
+        resumed = 0
+        for doc in await self._claims.open_claims(self.config.runner_id, self.config.pool):
+            msg = RunJob.model_validate(doc["command"])
+            job = RunningAttempt(msg)
+            if job.key in self.running:
+                continue
+            await self._free.acquire()
+            self.running[job.key] = job
+            job.task = asyncio.get_running_loop().create_task(self._run(job))
+            resumed += 1
+            log.info("resumed a claimed attempt", job_id=msg.job_id, attempt=msg.attempt)
+        await self._adjust_consumer()
+        return resumed
+
+    async def _report_orphaned_claims(self) -> int:
+        closed = 0
+        for doc in await self._claims.open_claims(self.config.runner_id):
+            msg = RunJob.model_validate(doc["command"])
+            reason = "runner restarted; the attempt's processes died with it"
+            event = self._event(msg, JobState.FAILURE, reason=reason, retryable=True)
+            changes = {"state": JobState.FAILURE.value, "reason": reason, "finished_at": datetime.now(UTC)}
+            if await self._claims.update(doc["_id"], doc["state"], changes, [event]):
+                self._kick(doc["_id"])
+                closed += 1
+                log.warning("orphaned attempt reported for retry", job_id=msg.job_id, attempt=msg.attempt)
+        return closed
+
+    # -- periodic -------------------------------------------------------------------------
+
+    async def send_heartbeat(self) -> None:
+        beat = RunnerHeartbeat(
+            runner_id=self.config.runner_id,
+            pool=self.config.pool,
+            slots_total=self.config.slots,
+            slots_free=self.config.slots - len(self.running),
+            running=[
+                RunningJobRef(job_id=j.message.job_id, attempt=j.message.attempt)
+                for j in self.running.values()
+            ],
+            sent_at=datetime.now(UTC),
+            accepting=self.accepting,
+        )
+        # Heartbeats are ephemeral liveness signals, not state: published directly.
+        await self._publish(Envelope.wrap(beat, SOURCE))
+
+    async def apply_recorded_cancels(self) -> None:
+        """Catch cancels consumed by another runner instance (the cancel queue is shared)."""
+        running_jobs = {j.message.job_id for j in self.running.values()}
+        for job_id in await self._claims.canceled_among(running_jobs):
+            for job in self._attempts_of(job_id):
+                job.cancel.set()
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def stop_accepting(self) -> None:
+        self.accepting = False
+        if self.subscription is not None:
+            await self.subscription.pause()
+
+    async def wait_running(self, timeout_s: float) -> None:
+        tasks = [j.task for j in self.running.values() if j.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def hand_back(self, timeout_s: float = 30.0) -> int:
+        """Stop the jobs still running at shutdown and report them retryable (SIGTERM path)."""
+        jobs = list(self.running.values())
+        for job in jobs:
+            job.handback = True
+            job.cancel.set()
+        tasks = [j.task for j in jobs if j.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        return len(jobs)
+
+    async def drain(self, *, grace_s: float, kill_grace_s: float) -> None:
+        """Stop taking work; let running jobs finish within the grace, then hand them back.
+
+        Jobs of an executor that reattaches outlive us: the next runner resumes them.
+        """
+        await self.stop_accepting()
+        if not self.executor.reattaches:
+            await self.wait_running(timeout_s=grace_s)
+            await self.hand_back(timeout_s=kill_grace_s * 2)

@@ -1,0 +1,50 @@
+"""What the runner's use cases need from the outside world, as interfaces.
+
+The MongoDB repository (:class:`caesar_runner.adapters.claims.Claims`) implements
+:class:`ClaimStore`; unit tests pass an in-memory fake. ``Kick`` asks the outbox relay to
+publish a claim's pending events now; ``Publish`` sends a message straight to the bus
+(heartbeats: liveness, not state, so no outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from caesar_common.events import Envelope
+from caesar_common.store import Document
+
+Kick = Callable[[str], None]
+Publish = Callable[[Envelope], Awaitable[None]]
+
+
+class PausableConsumer(Protocol):
+    """The command queue's consumer: paused while every slot is taken."""
+
+    async def set_prefetch(self, prefetch: int) -> None: ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+
+class ClaimStore(Protocol):
+    """One claim per attempt; every change is guarded by the claim's state and carries its events."""
+
+    async def claim(self, doc: Document, events: Sequence[Envelope]) -> bool:
+        """Insert the claim with its events; ``False`` if the attempt is claimed already."""
+        ...
+
+    async def update(
+        self, cid: str, expect_state: str, changes: dict[str, Any], events: Sequence[Envelope]
+    ) -> bool:
+        """Apply ``changes`` with ``events`` only if the claim is still in ``expect_state``."""
+        ...
+
+    async def open_claims(self, runner_id: str, pool: str | None = None) -> list[Document]: ...
+
+    async def record_cancel(self, job_id: str) -> None: ...
+
+    async def is_canceled(self, job_id: str) -> bool: ...
+
+    async def canceled_among(self, job_ids: Iterable[str]) -> set[str]: ...

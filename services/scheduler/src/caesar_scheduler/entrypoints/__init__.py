@@ -1,0 +1,1 @@
+"""How messages, time and HTTP requests reach the scheduler's handlers."""

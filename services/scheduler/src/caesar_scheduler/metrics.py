@@ -1,0 +1,9 @@
+"""Prometheus metrics of the scheduler (dispatches, and per pool what waits and what is free)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+DISPATCHES = Counter("caesar_scheduler_dispatches_total", "RunJob commands sent", ["pool"])
+WAITING_JOBS = Gauge("caesar_scheduler_waiting_jobs", "Admitted jobs waiting for a runner slot", ["pool"])
+FREE_SLOTS = Gauge("caesar_scheduler_free_slots", "Runner slots not taken by dispatched jobs", ["pool"])

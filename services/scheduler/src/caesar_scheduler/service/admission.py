@@ -1,0 +1,86 @@
+"""Admitting a submitted job and cancelling one that has not been dispatched."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from caesar_common.apps import get_app
+from caesar_common.events import JobCancelRequested, JobSubmitted
+from caesar_common.jobstate import JobState
+from caesar_common.logging import get_logger
+from caesar_common.telemetry import current_trace_carrier
+from caesar_scheduler.domain.admission import job_document
+from caesar_scheduler.domain.phases import EARLY_CANCEL, FINISHED, WAITING
+from caesar_scheduler.domain.routing import NoPoolError, PoolRule, choose_pool
+from caesar_scheduler.service.events import state_event
+from caesar_scheduler.service.ports import JobStore, Kick
+
+log = get_logger(__name__)
+
+CANCELED_BY_USER = "canceled by the user"
+
+
+async def admit(
+    msg: JobSubmitted,
+    jobs: JobStore,
+    kick: Kick,
+    *,
+    pools: Sequence[str],
+    rules: Sequence[PoolRule] = (),
+) -> bool:
+    """QUEUED on a pool that can run the job, or ABORTED with the reason.
+
+    A cancel that overtook the submission (``EARLY_CANCEL`` placeholder) turns the
+    admission into CANCELED. Returns whether a new job waits for dispatch (the caller
+    wakes the dispatcher); a duplicate submission changes nothing.
+    """
+    doc = job_document(msg, datetime.now(UTC), current_trace_carrier())
+    app = get_app(msg.app)
+    try:
+        if app is None:
+            raise NoPoolError(f"unknown app {msg.app}")
+        doc["pool"] = choose_pool(
+            msg.app, app.executors, pools, image_bytes=msg.input.size_bytes, rules=rules
+        )
+        doc.update(phase=WAITING, state=JobState.QUEUED.value)
+        event = state_event(doc, JobState.QUEUED, 1)
+    except NoPoolError as exc:
+        doc.update(phase=FINISHED, state=JobState.ABORTED.value, reason=str(exc), pool="")
+        event = state_event(doc, JobState.ABORTED, 1, str(exc))
+
+    existing = await jobs.get(msg.job_id)
+    if existing is not None and existing.get("phase") == EARLY_CANCEL:
+        doc.update(phase=FINISHED, state=JobState.CANCELED.value, reason=CANCELED_BY_USER)
+        event = state_event(doc, JobState.CANCELED, 1, CANCELED_BY_USER)
+        del doc["_id"]
+        if await jobs.transition(msg.job_id, {"phase": EARLY_CANCEL}, doc, [event]):
+            kick(msg.job_id)
+        return False
+    if await jobs.insert(doc, [event]):
+        kick(msg.job_id)
+        return True
+    log.info("duplicate job submission ignored", job_id=msg.job_id)
+    return False
+
+
+async def cancel_waiting(msg: JobCancelRequested, jobs: JobStore, kick: Kick) -> None:
+    """Cancel a job that has not been sent to a runner; runners handle the rest.
+
+    A cancel for a job not seen yet leaves a placeholder that the submission finds.
+    """
+    doc = await jobs.get(msg.job_id)
+    if doc is None:
+        await jobs.insert_early_cancel(msg.job_id, msg.owner)
+        return
+    if doc.get("phase") != WAITING:
+        return  # dispatched: the runner cancels it; finished: nothing to do
+    event = state_event(doc, JobState.CANCELED, doc["attempt"], CANCELED_BY_USER)
+    changed = await jobs.transition(
+        msg.job_id,
+        {"phase": WAITING},
+        {"phase": FINISHED, "state": JobState.CANCELED.value, "updated_at": datetime.now(UTC)},
+        [event],
+    )
+    if changed:
+        kick(msg.job_id)

@@ -1,0 +1,100 @@
+"""Sending waiting jobs to runner pools while they have free slots, fairly across users.
+
+One round reads the waiting and the dispatched jobs, asks the pure fair-share rule which
+jobs take the free slots of each pool, and moves each picked job to ``dispatched`` in one
+guarded update that also puts its ``RunJob`` command in the job's outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from caesar_common.bus import runner_pool_queue
+from caesar_common.events import InputFile, RunJob
+from caesar_common.logging import get_logger
+from caesar_common.outbox import envelope_for
+from caesar_common.telemetry import context_from_carrier, tracer
+from caesar_scheduler import metrics
+from caesar_scheduler.domain.capacity import CapacityTable
+from caesar_scheduler.domain.fairshare import WaitingJob, pick_jobs
+from caesar_scheduler.domain.phases import DISPATCHED, WAITING
+from caesar_scheduler.service.events import SOURCE
+from caesar_scheduler.service.ports import JobStore, Kick
+
+log = get_logger(__name__)
+_tracer = tracer(__name__)
+
+
+async def dispatch_once(
+    jobs: JobStore,
+    capacity: CapacityTable,
+    kick: Kick,
+    pools: Sequence[str],
+    *,
+    max_active_per_user: int = 0,
+    now: datetime | None = None,
+) -> int:
+    """One round: for each pool, fill its free slots; return how many jobs were sent."""
+    now = now or datetime.now(UTC)
+    waiting = await jobs.waiting(now)
+    active = await jobs.active_by_pool_and_owner()
+    sent = 0
+    for pool in pools:
+        candidates = [
+            WaitingJob(d["_id"], d["owner"], d["queued_at"]) for d in waiting if d.get("pool") == pool
+        ]
+        pool_active = active.get(pool, {})
+        free = capacity.slots(pool, now) - sum(pool_active.values())
+        metrics.WAITING_JOBS.labels(pool).set(len(candidates))
+        metrics.FREE_SLOTS.labels(pool).set(max(free, 0))
+        for job_id in pick_jobs(candidates, pool_active, free, max_active_per_user=max_active_per_user):
+            if await dispatch(job_id, pool, jobs, kick):
+                sent += 1
+    return sent
+
+
+async def dispatch(job_id: str, pool: str, jobs: JobStore, kick: Kick) -> bool:
+    """Send one job to ``pool`` if it still waits, continuing its submission's trace."""
+    doc = await jobs.get(job_id)
+    if doc is None or doc.get("phase") != WAITING:
+        return False
+    with _tracer.start_as_current_span("dispatch", context=context_from_carrier(doc.get("trace") or {})):
+        return await _send(doc, pool, jobs, kick)
+
+
+def run_job_command(doc: dict[str, Any], pool: str) -> RunJob:
+    """The command a runner of ``pool`` executes, from the job document."""
+    return RunJob(
+        job_id=doc["_id"],
+        owner=doc["owner"],
+        app=doc["app"],
+        attempt=doc["attempt"],
+        params=doc["params"],
+        input=InputFile.model_validate(doc["input"]),
+        wall_time_s=doc["wall_time_s"],
+        cores=doc.get("cores", 1),
+        memory_mb=doc.get("memory_mb", 512),
+        pool=pool,
+    )
+
+
+async def _send(doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick) -> bool:
+    job_id = doc["_id"]
+    command = envelope_for(run_job_command(doc, pool), SOURCE)
+    changed = await jobs.transition(
+        job_id,
+        {"phase": WAITING, "attempt": doc["attempt"]},
+        {
+            "phase": DISPATCHED,
+            "dispatched_at": datetime.now(UTC),
+            "updated_at": datetime.now(UTC),
+        },
+        commands=[(command, runner_pool_queue(pool))],
+    )
+    if changed:
+        metrics.DISPATCHES.labels(pool).inc()
+        kick(job_id)
+        log.info("dispatched", job_id=job_id, pool=pool, attempt=doc["attempt"])
+    return changed

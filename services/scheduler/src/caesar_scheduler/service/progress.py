@@ -1,0 +1,86 @@
+"""Following what runners report: a job's state moves forward, a lost attempt is retried."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from caesar_common.events import JobStateChanged
+from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
+from caesar_common.logging import get_logger
+from caesar_scheduler.domain.admission import reported_by_runner
+from caesar_scheduler.domain.phases import EARLY_CANCEL, FINISHED, WAITING
+from caesar_scheduler.domain.retry import GiveUp, Retry, RetryPolicy
+from caesar_scheduler.service.events import state_event
+from caesar_scheduler.service.ports import JobStore, Kick
+
+log = get_logger(__name__)
+
+
+async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: RetryPolicy) -> bool:
+    """Record a runner-reported state; returns whether a runner slot was freed.
+
+    Stale and repeated reports change nothing (the held position supersedes them); a
+    retryable terminal state goes through the retry policy instead.
+    """
+    if not reported_by_runner(msg.state):
+        return False  # QUEUED/HELD/... are our own events coming back
+    doc = await jobs.get(msg.job_id)
+    if doc is None or doc.get("phase") in (None, EARLY_CANCEL):
+        return False
+    held = JobPosition(doc["attempt"], JobState(doc["state"]), doc.get("retryable", False))
+    if not supersedes(msg.position, held):
+        return False
+    if is_terminal(msg.state) and msg.retryable:
+        return await retry_or_give_up(doc, msg, jobs, kick, policy)
+    changes: dict[str, Any] = {
+        "state": msg.state.value,
+        "retryable": msg.retryable,
+        "updated_at": datetime.now(UTC),
+    }
+    if is_terminal(msg.state):
+        changes["phase"] = FINISHED
+        changes["reason"] = msg.reason
+    expect = {"attempt": doc["attempt"], "state": doc["state"], "phase": doc["phase"]}
+    return await jobs.transition(msg.job_id, expect, changes) and is_terminal(msg.state)
+
+
+async def retry_or_give_up(
+    doc: dict[str, Any], msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: RetryPolicy
+) -> bool:
+    """An infrastructure failure (runner lost): a new attempt with backoff, or ABORTED.
+
+    The decision and its event are one guarded update, so a duplicate of the failure
+    (or a second scheduler) cannot open two new attempts. Returns whether it applied.
+    """
+    attempt = doc["attempt"]
+    now = datetime.now(UTC)
+    expect = {"attempt": attempt, "phase": doc["phase"], "state": doc["state"]}
+    decision = policy.decide(attempt, msg.reason, now)
+    changes: dict[str, Any]
+    if isinstance(decision, Retry):
+        event = state_event(doc, JobState.QUEUED, decision.attempt, decision.reason)
+        changes = {
+            "phase": WAITING,
+            "attempt": decision.attempt,
+            "state": JobState.QUEUED.value,
+            "retryable": False,
+            "reason": decision.reason,
+            "queued_at": decision.not_before,
+            "updated_at": now,
+        }
+        log.warning("retrying job", job_id=doc["_id"], attempt=decision.attempt, reason=msg.reason)
+    else:
+        assert isinstance(decision, GiveUp)
+        event = state_event(doc, JobState.ABORTED, attempt, decision.reason)
+        changes = {
+            "phase": FINISHED,
+            "state": JobState.ABORTED.value,
+            "reason": decision.reason,
+            "updated_at": now,
+        }
+        log.error("job aborted", job_id=doc["_id"], reason=decision.reason)
+    if await jobs.transition(doc["_id"], expect, changes, [event]):
+        kick(doc["_id"])
+        return True
+    return False

@@ -1,0 +1,107 @@
+"""Fakes of the monitor's timeline and runner stores."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from caesar_common.events import Envelope, RunnerHeartbeat
+from caesar_common.jobstate import ACTIVE_STATES, JobPosition, JobState
+from caesar_common.store import Document
+from caesar_monitor.domain.timeline import Entry, entry_sort_key
+
+
+class FakeTimelineStore:
+    """Timelines in a dict; ``move`` is guarded on the held position like the real one."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Document] = {}
+        self.outbox: list[Envelope] = []
+        """Events the watchdog put in an outbox (what the relay would publish)."""
+
+    async def append(self, job_id: str, entry: Entry, fields: Mapping[str, Any]) -> bool:
+        doc = self.docs.setdefault(job_id, {"_id": job_id, "events": [], "state": None})
+        if any(e["event_id"] == entry["event_id"] for e in doc["events"]):
+            return False
+        doc["events"] = sorted([*doc["events"], dict(entry)], key=entry_sort_key)
+        doc.update(fields)
+        return True
+
+    async def load(self, job_id: str) -> Document | None:
+        doc = self.docs.get(job_id)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def _holds(self, doc: Document | None, held: JobPosition | None) -> bool:
+        if doc is None:
+            return False
+        if held is None:
+            return doc.get("state") is None
+        return (doc.get("state"), doc.get("attempt"), doc.get("retryable")) == (
+            held.state.value,
+            held.attempt,
+            held.retryable,
+        )
+
+    async def move(
+        self,
+        job_id: str,
+        held: JobPosition | None,
+        fields: Mapping[str, Any],
+        *,
+        entry: Entry | None = None,
+        also: Document | None = None,
+    ) -> bool:
+        doc = self.docs.get(job_id)
+        if not self._holds(doc, held):
+            return False
+        assert doc is not None
+        doc.update(copy.deepcopy(dict(fields)))
+        if entry is not None:
+            doc["events"] = sorted([*doc["events"], dict(entry)], key=entry_sort_key)
+        for item in ((also or {}).get("$push", {}).get("outbox", {}) or {}).get("$each", []):
+            self.outbox.append(Envelope.model_validate(item))
+        return True
+
+    async def executing(self) -> list[Document]:
+        states = {s.value for s in ACTIVE_STATES}
+        return [copy.deepcopy(d) for d in self.docs.values() if d.get("state") in states]
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        return {s: sum(1 for d in self.docs.values() if d.get("state") == s.value) for s in JobState}
+
+    async def entries(self, job_id: str) -> Sequence[Entry] | None:
+        doc = self.docs.get(job_id)
+        return None if doc is None else list(doc["events"])
+
+
+class FakeRunnerStore:
+    """The latest heartbeat per runner; an older heartbeat never replaces a newer one."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Document] = {}
+
+    async def record(self, heartbeat: RunnerHeartbeat, received_at: datetime) -> bool:
+        current = self.docs.get(heartbeat.runner_id)
+        if current is not None and current["sent_at"] >= heartbeat.sent_at:
+            return False
+        self.docs[heartbeat.runner_id] = {
+            "pool": heartbeat.pool,
+            "sent_at": heartbeat.sent_at,
+            "last_seen": received_at,
+            "slots_total": heartbeat.slots_total,
+            "slots_free": heartbeat.slots_free,
+        }
+        return True
+
+    async def last_seen(self, runner_ids: Iterable[str]) -> dict[str, datetime]:
+        return {r: self.docs[r]["last_seen"] for r in set(runner_ids) if r in self.docs}
+
+    async def slots_by_pool(self, alive_since: datetime) -> dict[str, tuple[int, int]]:
+        slots: dict[str, tuple[int, int]] = {}
+        for doc in self.docs.values():
+            if doc["last_seen"] >= alive_since:
+                total, free = slots.get(doc["pool"], (0, 0))
+                slots[doc["pool"]] = (total + doc["slots_total"], free + doc["slots_free"])
+        return slots

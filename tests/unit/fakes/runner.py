@@ -1,0 +1,131 @@
+"""Fakes of the runner's claim store, executor and command consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from caesar_common.events import Envelope
+from caesar_common.jobstate import JobState
+from caesar_common.store import Document
+from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
+
+
+class FakeClaimStore:
+    """Claims in a dict; inserts refuse duplicates and updates are guarded by state."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Document] = {}
+        self.events: list[Envelope] = []
+        """Every event written to a claim's outbox, in order (what the relay would publish)."""
+        self.cancels: set[str] = set()
+
+    async def claim(self, doc: Document, events: Sequence[Envelope]) -> bool:
+        if doc["_id"] in self.docs:
+            return False
+        self.docs[doc["_id"]] = copy.deepcopy(doc)
+        self.events.extend(events)
+        return True
+
+    async def update(
+        self, cid: str, expect_state: str, changes: dict[str, Any], events: Sequence[Envelope]
+    ) -> bool:
+        doc = self.docs.get(cid)
+        if doc is None or doc["state"] != expect_state:
+            return False
+        doc.update(copy.deepcopy(changes))
+        self.events.extend(events)
+        return True
+
+    async def open_claims(self, runner_id: str, pool: str | None = None) -> list[Document]:
+        return [
+            copy.deepcopy(d)
+            for d in self.docs.values()
+            if d["runner_id"] == runner_id
+            and d["state"] in (JobState.STARTED.value, JobState.RUNNING.value)
+            and (pool is None or d["pool"] == pool)
+        ]
+
+    async def record_cancel(self, job_id: str) -> None:
+        self.cancels.add(job_id)
+
+    async def is_canceled(self, job_id: str) -> bool:
+        return job_id in self.cancels
+
+    async def canceled_among(self, job_ids: Iterable[str]) -> set[str]:
+        return self.cancels & set(job_ids)
+
+    def states(self, job_id: str) -> list[tuple[int, str]]:
+        """``(attempt, state)`` of every event about ``job_id``, in order."""
+        return [(e.data["attempt"], e.data["state"]) for e in self.events if e.subject == job_id]
+
+
+class FakeExecutor:
+    """Runs nothing: each attempt 'starts' at once and ends when the test says so.
+
+    ``finish(key, result)`` ends the attempt ``<job_id>:<attempt>``; a cancel ends it as
+    CANCELED, like a real executor killing its processes.
+    """
+
+    kind = "local"
+    pool = "local"
+
+    def __init__(self, *, reattaches: bool = False, fail_with: Exception | None = None) -> None:
+        self.reattaches = reattaches
+        self.fail_with = fail_with
+        self.started: list[str] = []
+        self._outcomes: dict[str, asyncio.Future[ExecutionResult]] = {}
+        self._running = asyncio.Condition()
+
+    def _future(self, key: str) -> asyncio.Future[ExecutionResult]:
+        return self._outcomes.setdefault(key, asyncio.get_running_loop().create_future())
+
+    async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
+        key = f"{spec.job_id}:{spec.attempt}"
+        if self.fail_with is not None:
+            raise self.fail_with
+        await on_started(4242)
+        async with self._running:
+            self.started.append(key)
+            self._running.notify_all()
+        outcome = self._future(key)
+        canceled: asyncio.Future[Any] = asyncio.ensure_future(cancel.wait())
+        pending: set[asyncio.Future[Any]] = {outcome, canceled}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        canceled.cancel()
+        if outcome.done():
+            return outcome.result()
+        return ExecutionResult(JobState.CANCELED, None, 0.1, 0.0, 0, "canceled by the user")
+
+    async def wait_started(self, key: str) -> None:
+        async with self._running:
+            await self._running.wait_for(lambda: key in self.started)
+
+    def finish(self, key: str, result: ExecutionResult) -> None:
+        self._future(key).set_result(result)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    """The command consumer's pause state and prefetch, as the runner leaves them."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.prefetch = 0
+
+    async def set_prefetch(self, prefetch: int) -> None:
+        self.prefetch = prefetch
+
+    async def pause(self) -> None:
+        self.paused = True
+
+    async def resume(self) -> None:
+        self.paused = False
+
+
+def success(elapsed_s: float = 1.0) -> ExecutionResult:
+    return ExecutionResult(JobState.SUCCESS, 0, elapsed_s, 0.5, 1 << 20)

@@ -1,0 +1,91 @@
+"""Fakes of the scheduler's job store and outbox relay."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from caesar_common.events import Envelope
+from caesar_common.store import Document
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, WAITING
+
+
+class FakeJobStore:
+    """Jobs in a dict; ``transition`` is guarded like the MongoDB ``update_one``."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, Document] = {}
+        self.events: list[Envelope] = []
+        """Every event written to an outbox, in order (what the relay would publish)."""
+        self.commands: list[tuple[Envelope, str]] = []
+
+    async def get(self, job_id: str) -> Document | None:
+        doc = self.docs.get(job_id)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    async def insert(self, doc: Document, events: list[Envelope]) -> bool:
+        if doc["_id"] in self.docs:
+            return False
+        self.docs[doc["_id"]] = copy.deepcopy(doc)
+        self.events.extend(events)
+        return True
+
+    async def insert_early_cancel(self, job_id: str, owner: str) -> bool:
+        if job_id in self.docs:
+            return False
+        self.docs[job_id] = {"_id": job_id, "owner": owner, "phase": EARLY_CANCEL}
+        return True
+
+    async def transition(
+        self,
+        job_id: str,
+        expect: dict[str, Any],
+        changes: dict[str, Any],
+        events: Sequence[Envelope] = (),
+        commands: Sequence[tuple[Envelope, str]] = (),
+    ) -> bool:
+        doc = self.docs.get(job_id)
+        if doc is None or any(doc.get(k) != v for k, v in expect.items()):
+            return False
+        doc.update(copy.deepcopy(changes))
+        self.events.extend(events)
+        self.commands.extend(commands)
+        return True
+
+    async def waiting(self, now: datetime, limit: int = 5000) -> list[Document]:
+        ready = [d for d in self.docs.values() if d.get("phase") == WAITING and d["queued_at"] <= now]
+        return [copy.deepcopy(d) for d in sorted(ready, key=lambda d: d["queued_at"])[:limit]]
+
+    async def active_by_pool_and_owner(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for doc in self.docs.values():
+            if doc.get("phase") == DISPATCHED:
+                per_owner = counts.setdefault(doc.get("pool", ""), {})
+                per_owner[doc["owner"]] = per_owner.get(doc["owner"], 0) + 1
+        return counts
+
+    def states(self) -> list[tuple[str, int]]:
+        """``(state, attempt)`` of every emitted ``JobStateChanged``, in order."""
+        return [(e.data["state"], e.data["attempt"]) for e in self.events]
+
+
+class Kicks:
+    """Stands in for ``relay.kick``: remembers which documents were to be published."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def __call__(self, doc_id: str) -> None:
+        self.ids.append(doc_id)
+
+
+class Wakes:
+    """Stands in for the dispatcher's ``wake``: counts the wake-ups."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
