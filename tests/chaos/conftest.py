@@ -28,6 +28,8 @@ CHAOS_ENV = {
     "CAESAR_SLOTS": "4",
     "CAESAR_HEARTBEAT_INTERVAL_S": "1",
     "CAESAR_RUNNER_TIMEOUT_S": "6",
+    # Below the monitor's timeout, as in production: a cut-off runner stops first.
+    "CAESAR_SELF_FENCE_S": "4",
     "CAESAR_WATCHDOG_INTERVAL_S": "1",
     "CAESAR_OUTBOX_SWEEP_INTERVAL_S": "0.5",
     "CAESAR_RETRY_BACKOFF_S": "0.5",

@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.chaos.conftest import (
     upload_input,
 )
 from tests.conftest import REPO
+from tests.integration.service_support import eventually
 
 pytestmark = pytest.mark.chaos
 
@@ -121,3 +123,46 @@ async def test_database_restarted_during_burst(
     await submitting
     states = await assert_promise_kept(http, chaos)
     assert set(states.values()) == {"SUCCESS"}
+
+
+async def test_a_frozen_runner_never_runs_beside_its_retry(
+    http: aiohttp.ClientSession, chaos: ChaosStack, tmp_path: Path
+) -> None:
+    """A runner SIGSTOPped past the monitor's timeout while a second runner is up, then
+    SIGCONT: its attempts are retried on the other runner, the frozen attempts publish
+    nothing and report no success, and every job ends once with one attempt's outputs."""
+    chaos.stack.start("runner", instance="runner2")
+    chaos.stack.wait_ready("runner2")
+    await upload_input(http, chaos, tmp_path)
+    await burst(http, chaos, 8, seconds=6.0)  # 4 slots on each runner
+    api_jobs = chaos.db("api")["jobs"]
+    await eventually(lambda: api_jobs.count_documents({"state": "RUNNING"}) == 8, 60, "8 jobs RUNNING")
+    frozen_pid = chaos.stack.procs["runner"].pid
+    frozen_runner = f"{socket.gethostname()}-{frozen_pid}"
+    frozen = [d["_id"] for d in api_jobs.find({"runner_id": frozen_runner}, {"_id": 1})]
+    assert frozen, "the first runner took none of the jobs"
+
+    def retried_elsewhere() -> bool:
+        moved = api_jobs.count_documents(
+            {"_id": {"$in": frozen}, "attempt": {"$gte": 2}, "state": {"$in": ["RUNNING", "SUCCESS"]}}
+        )
+        return bool(moved == len(frozen))
+
+    os.killpg(frozen_pid, signal.SIGSTOP)  # the runner and its job processes
+    try:
+        await eventually(retried_elsewhere, 90, "the frozen runner's jobs running again elsewhere")
+    finally:
+        os.killpg(frozen_pid, signal.SIGCONT)
+    states = await assert_promise_kept(http, chaos)
+    assert set(states.values()) == {"SUCCESS"}
+    claims = chaos.db("runner")["claims"]
+    jobs_root = chaos.stack.root / "jobs" / "anonymous"
+    for job_id in frozen:
+        first = claims.find_one({"_id": f"{job_id}:1"})
+        assert first is not None
+        assert first["state"] == "FAILURE", first  # self-fenced or superseded, never SUCCESS
+        assert not (jobs_root / job_id / "attempts" / "1" / "manifest.json").exists()
+        final = api_jobs.find_one({"_id": job_id})
+        assert final is not None
+        served = jobs_root / job_id / "attempts" / str(final["attempt"]) / "manifest.json"
+        assert f'"attempt": {final["attempt"]}' in served.read_text()

@@ -6,6 +6,7 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import aiohttp
 import pytest
@@ -32,7 +33,7 @@ from caesar_common.jobstate import JobState
 from caesar_common.runtime import ServiceRuntime, add_operational_routes
 from tests.conftest import Vhost
 from tests.integration.conftest import ServiceStarter
-from tests.integration.service_support import eventually, sample
+from tests.integration.service_support import eventually, handled, sample
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +254,48 @@ async def test_deletion_overtaking_its_upload_is_not_stored(
         return sample("caesar_accounting_bytes_stored") == 0
 
     await eventually(nothing_stored)
+
+
+def more_handled(than: float) -> bool:
+    return handled("accounting.events") > than
+
+
+async def test_the_counted_outcome_is_the_apis_and_lost_attempts_are_billed_apart(
+    accounting: ServiceRuntime[AccountingSettings], bus: Bus
+) -> None:
+    """Attempt 1 lost (retryable, 5 s CPU), attempt 2 succeeds (3 s), then attempt 1's late
+    true outcome (SUCCESS, 4 s): SUCCESS of attempt 2 is counted with 3 s, and attempt 1's
+    4 s (its true outcome's figures replace the provisional verdict's) are reported apart."""
+    owner = f"dave-{uuid.uuid4().hex[:8]}"
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    job_id = new_job_id()
+    sequence = [
+        submitted(job_id, owner, app, DAY1),
+        ended(job_id, owner, app, JobState.FAILURE, attempt=1, retryable=True, cpu=5.0, wall=6.0),
+        ended(job_id, owner, app, JobState.SUCCESS, attempt=2, cpu=3.0, wall=7.0),
+        ended(job_id, owner, app, JobState.SUCCESS, attempt=1, cpu=4.0, wall=8.0),
+    ]
+    for message in sequence:  # one at a time: the order is the test
+        before = handled("accounting.events")
+        await bus.publish(Envelope.wrap(message, "test"))
+        await eventually(partial(more_handled, before), what=f"{type(message).__name__} handled")
+
+    doc = await accounting.collection(JOB_USAGE).find_one({"_id": job_id})
+    assert doc is not None
+    assert (doc["outcome"], doc["attempt"], doc["cpu_s"]) == ("SUCCESS", 2, 3.0)
+    assert doc["attempts"]["1"]["cpu_s"] == 4.0
+    assert doc["attempts"]["2"]["cpu_s"] == 3.0
+
+    app_ = create_app()
+    add_operational_routes(app_, accounting)
+    async with (
+        TestServer(app_) as server,
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/usage"), params={"owner": owner}) as resp,
+    ):
+        assert resp.status == 200
+        totals = (await resp.json())["totals"]
+    assert (totals["njobs"], totals["njobs_completed"], totals["njobs_active"]) == (1, 1, 0)
+    assert (totals["cpu_s"], totals["wall_s"]) == (3.0, 7.0)
+    assert (totals["attempts"], totals["lost_attempts"]) == (2, 1)
+    assert (totals["cpu_s_lost_attempts"], totals["wall_s_lost_attempts"]) == (4.0, 8.0)

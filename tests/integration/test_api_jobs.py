@@ -274,7 +274,7 @@ async def test_output_archive(api: RunningApi) -> None:
     assert resp.status == 404  # no job directory (yet)
     assert "not found" in (await resp.json())["status"]
 
-    job_dir = api.settings.jobs_root / "anonymous" / job_id
+    job_dir = api.settings.jobs_root / "anonymous" / job_id / "attempts" / "1"
     (job_dir / "plots").mkdir(parents=True)
     (job_dir / "catalog.json").write_text('{"sources": []}')
     (job_dir / "plots" / "preview.png").write_bytes(b"\x89PNG" + bytes(1000))
@@ -292,6 +292,48 @@ async def test_output_archive(api: RunningApi) -> None:
         member = tar.extractfile(f"{job_id}/catalog.json")
         assert member is not None
         assert member.read() == b'{"sources": []}'
+
+
+async def _archive(api: RunningApi, job_id: str) -> dict[str, bytes]:
+    resp = await api.client.get(f"{V1}/job/{job_id}/output")
+    assert resp.status == 200
+    with tarfile.open(fileobj=io.BytesIO(await resp.read()), mode="r:gz") as tar:
+        return {m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar.getmembers() if m.isfile()}
+
+
+async def test_outputs_come_from_the_attempt_the_job_shows(api: RunningApi) -> None:
+    """Attempt 1 (presumed lost) left files too; only attempt 2's outcome and files show."""
+    file_id = await upload(api)
+    job_id = (await submit(api, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id}))["job_id"]
+    attempts = api.settings.jobs_root / "anonymous" / job_id / "attempts"
+    for attempt in (1, 2):
+        (attempts / str(attempt)).mkdir(parents=True)
+        (attempts / str(attempt) / "result.txt").write_text(f"attempt {attempt}")
+    await publish_state(api, job_id, JobState.QUEUED, attempt=2)
+    await publish_state(api, job_id, JobState.SUCCESS, attempt=2, exit_code=0)
+
+    async def done() -> bool:
+        return bool((await status(api, job_id))["state"] == "SUCCESS")
+
+    await eventually(done, what="attempt 2 SUCCESS")
+    assert await _archive(api, job_id) == {f"{job_id}/result.txt": b"attempt 2"}
+
+
+async def test_outputs_of_a_job_run_before_attempt_directories(api: RunningApi) -> None:
+    file_id = await upload(api)
+    job_id = (await submit(api, {"app": "aegean", "job_inputs": {}, "data_inputs": file_id}))["job_id"]
+    legacy = api.settings.jobs_root / "anonymous" / job_id
+    legacy.mkdir(parents=True)
+    (legacy / "manifest.json").write_text("{}")
+    (legacy / "result.txt").write_text("old layout")
+    await publish_state(api, job_id, JobState.SUCCESS, exit_code=0)
+
+    async def done() -> bool:
+        return bool((await status(api, job_id))["state"] == "SUCCESS")
+
+    await eventually(done, what="SUCCESS")
+    archive = await _archive(api, job_id)
+    assert archive[f"{job_id}/result.txt"] == b"old layout"
 
 
 async def test_unknown_jobs_are_not_found(api: RunningApi) -> None:

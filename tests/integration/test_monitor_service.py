@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
 
-from caesar_common.bus import Bus
+from caesar_common.bus import Bus, QueueSpec
 from caesar_common.events import (
     Envelope,
     InputFile,
@@ -31,8 +31,9 @@ from caesar_common.jobstate import JobState
 from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime, add_operational_routes
 from caesar_monitor.adapters.timelines import TIMELINES
-from caesar_monitor.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build
-from caesar_monitor.entrypoints.consumer import MONITOR_QUEUE
+from caesar_monitor.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build, unbind_legacy_heartbeats
+from caesar_monitor.domain.liveness import ATTEMPT_NOT_REPORTED
+from caesar_monitor.entrypoints.consumer import HEARTBEAT_KEY, HEARTBEAT_QUEUE, MONITOR_QUEUE
 from caesar_monitor.entrypoints.http import create_app
 from caesar_monitor.settings import MonitorSettings
 from tests.integration.conftest import ServiceStarter
@@ -360,3 +361,74 @@ async def test_runner_slot_gauges_and_event_lag(monitor: ServiceRuntime[MonitorS
         return REGISTRY.get_sample_value("caesar_runner_slots", {"pool": pool, "kind": "total"}) is None
 
     await eventually(gone, timeout_s=RUNNER_TIMEOUT_S + 5)
+
+
+async def test_live_runner_without_the_attempt_fails_it_and_one_listing_it_keeps_it(
+    monitor: ServiceRuntime[MonitorSettings], bus: Bus, amqp_url: str
+) -> None:
+    """A runner that heartbeats but has lost an attempt (its task died, its final write was
+    lost) gets the attempt failed as retryable; the attempt it lists is left alone."""
+    runner = f"r-{uuid.uuid4().hex[:8]}"
+    kept, forgotten, later = new_job_id(), new_job_id(), new_job_id()
+    beats_before = handled(HEARTBEAT_QUEUE.name)
+
+    async def beat() -> None:
+        await bus.publish(heartbeat(runner, "local", [kept]))
+
+    async with EventTap(amqp_url, ["job.state.failure", "job.state.timed-out"]) as tap:
+        beats = asyncio.ensure_future(run_every(0.2, beat, "test heartbeat", first_after_s=0))
+        try:
+            # ``kept`` starts first: had its listing not counted, it would be judged no
+            # later than ``forgotten``, by the same runner's same heartbeats.
+            await start_job(bus, kept, runner)
+            await start_job(bus, forgotten, runner)
+
+            failure = await tap.wait_for(lambda e: e.subject == forgotten, timeout_s=RUNNER_TIMEOUT_S + 15)
+            assert failure.data["state"] == "FAILURE"
+            assert failure.data["reason"] == ATTEMPT_NOT_REPORTED
+            assert failure.data["retryable"] is True
+            assert (failure.data["attempt"], failure.data["runner_id"]) == (1, runner)
+            assert failure.source == "monitor"
+            assert handled(HEARTBEAT_QUEUE.name) > beats_before  # heartbeats on their own queue
+
+            # Marker: a job of a silent runner started now is ended by a later watchdog
+            # pass than the one that ended ``forgotten`` (which judged ``kept`` too).
+            await start_job(bus, later, f"r-dead-{uuid.uuid4().hex[:8]}")
+            verdict = await tap.wait_for(lambda e: e.subject == later, timeout_s=RUNNER_TIMEOUT_S + 15)
+            assert verdict.data["reason"] == "runner lost"
+            doc = await timeline_doc(monitor, kept)
+            assert doc is not None
+            assert doc["state"] == "RUNNING"
+        finally:
+            beats.cancel()
+            with suppress(asyncio.CancelledError):
+                await beats
+        assert await outbox_drained(monitor.relay) == 0
+        await tap.sync(bus.publish, marker(JobState.FAILURE))
+    assert not [e for e in tap.received if e.subject == kept]
+    assert sum(1 for e in tap.received if e.subject == forgotten) == 1
+    doc = await timeline_doc(monitor, forgotten)
+    assert doc is not None
+    assert (doc["state"], doc["attempt"], doc["retryable"]) == ("FAILURE", 1, True)
+
+
+async def test_legacy_heartbeat_binding_of_monitor_events_is_removed(bus: Bus) -> None:
+    """A ``monitor.events`` declared by an earlier version (heartbeats bound) loses that
+    binding: job events still reach it, heartbeats no longer do."""
+    legacy = QueueSpec(MONITOR_QUEUE.name, bindings=(*MONITOR_QUEUE.bindings, HEARTBEAT_KEY))
+    await bus.declare(legacy)
+    await unbind_legacy_heartbeats(bus)
+    await unbind_legacy_heartbeats(bus)  # idempotent
+    await bus.publish(heartbeat("r-legacy", "local", []))
+    job_event = marker(JobState.QUEUED)
+    await bus.publish(job_event)  # confirmed after the heartbeat: FIFO behind it if routed
+    channel = await bus.connection.channel()
+    try:
+        queue = await channel.get_queue(MONITOR_QUEUE.name)
+        first = await queue.get(timeout=5)
+        assert first is not None
+        assert Envelope.from_bytes(first.body).id == job_event.id
+        await first.ack()
+        assert await queue.get(fail=False) is None
+    finally:
+        await channel.close()

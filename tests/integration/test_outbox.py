@@ -36,7 +36,7 @@ from caesar_common.outbox import (
     outbox_fields,
     outbox_update,
 )
-from tests.integration.service_support import eventually
+from tests.integration.service_support import eventually, sample
 
 pytestmark = pytest.mark.integration
 
@@ -230,6 +230,24 @@ async def test_publish_document_in_order_then_clears_the_outbox(
     assert await relay.publish_document(jobs, JOB_ID) == 0
     assert await relay.publish_document(jobs, "no-such-document") == 0
     assert await spy.empty("events")
+
+
+async def test_one_bad_document_does_not_hold_back_the_others(
+    bus: Bus, jobs: AsyncCollection[Document], spy: Spy
+) -> None:
+    """An event that no longer validates is skipped (and counted); the rest go out."""
+    good = state("job-good", JobState.PENDING)
+    await jobs.insert_one(
+        {"_id": "job-bad", "outbox": [{"id": "x", "type": "nonsense"}], "outbox_pending": True}
+    )
+    await jobs.insert_one({"_id": "job-good", **outbox_fields([good])})
+    relay = OutboxRelay(bus, [jobs])
+    before = sample("caesar_outbox_publish_failures_total", collection=jobs.name)
+    assert await relay.sweep_once() == 1
+    [published] = await spy.take("events", 1)
+    assert published.id == good.id
+    assert sample("caesar_outbox_publish_failures_total", collection=jobs.name) == before + 1
+    assert await relay.pending() == 1  # kept for an operator to look at, not dropped
 
 
 async def test_sweep_publishes_what_a_crash_left_behind(

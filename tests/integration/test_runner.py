@@ -94,7 +94,7 @@ async def test_job_runs_and_reports_outputs(runner: RunnerUnderTest, amqp_url: s
     names = {o["name"] for o in data["outputs"]}
     assert {"catalog_comp.csv", "catalog_comp.vot", "catalog_comp.reg"} <= names
     assert "image_bkg.fits" not in names  # BANE maps only with save-bkgmap
-    job_dir = runner.jobs_root / "anonymous" / job_id
+    job_dir = runner.jobs_root / "anonymous" / job_id / "attempts" / "1"
     assert (job_dir / "manifest.json").is_file()
     assert await outbox_drained(runner.runtime.relay) == 0
 

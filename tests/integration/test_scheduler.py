@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aio_pika
 import pytest
@@ -22,6 +24,7 @@ from caesar_common.runtime import ServiceRuntime
 from caesar_scheduler import metrics
 from caesar_scheduler.adapters.jobs import COLLECTION
 from caesar_scheduler.bootstrap import INDEXES, OUTBOX_COLLECTIONS, SERVICE, build
+from caesar_scheduler.domain.admission import job_document
 from caesar_scheduler.entrypoints.consumer import SCHEDULER_QUEUE
 from caesar_scheduler.settings import SchedulerSettings
 from tests.integration.conftest import ServiceStarter
@@ -32,40 +35,57 @@ pytestmark = pytest.mark.integration
 POOL = "local"
 
 
+SchedulerFactory = Callable[..., Awaitable[ServiceRuntime[SchedulerSettings]]]
+
+
 @pytest.fixture
-async def scheduler(
+def scheduler_with(
     amqp_url: str, mongo_url: str, db_prefix: str, start_service: ServiceStarter
-) -> ServiceRuntime[SchedulerSettings]:
-    settings = SchedulerSettings(
-        amqp_url=amqp_url,
-        mongo_url=mongo_url,
-        mongo_db_prefix=db_prefix,
-        dispatch_interval_s=0.2,
-        retry_backoff_s=0.2,
-        max_attempts=2,
-        outbox_sweep_interval_s=0.5,
-    )
-    # No dispatch round of this scheduler has run yet (see ``round_saw``).
-    metrics.WAITING_JOBS.labels(POOL).set(-1)
-    metrics.FREE_SLOTS.labels(POOL).set(-1)
-    return await start_service(
-        SERVICE, settings, build, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS
+) -> SchedulerFactory:
+    """Start the scheduler with the test defaults below, overridden by keyword arguments."""
+
+    async def start(**overrides: Any) -> ServiceRuntime[SchedulerSettings]:
+        defaults: dict[str, Any] = {
+            "dispatch_interval_s": 0.2,
+            "retry_backoff_s": 0.2,
+            "max_attempts": 2,
+            "outbox_sweep_interval_s": 0.5,
+        }
+        settings = SchedulerSettings(
+            amqp_url=amqp_url,
+            mongo_url=mongo_url,
+            mongo_db_prefix=db_prefix,
+            **{**defaults, **overrides},
+        )
+        # No dispatch round of this scheduler has run yet (see ``round_saw``).
+        metrics.WAITING_JOBS.labels(POOL).set(-1)
+        metrics.FREE_SLOTS.labels(POOL).set(-1)
+        return await start_service(
+            SERVICE, settings, build, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS
+        )
+
+    return start
+
+
+@pytest.fixture
+async def scheduler(scheduler_with: SchedulerFactory) -> ServiceRuntime[SchedulerSettings]:
+    return await scheduler_with()
+
+
+def submission(job_id: str, owner: str = "alice", app: str = "aegean") -> JobSubmitted:
+    return JobSubmitted(
+        job_id=job_id,
+        owner=owner,
+        app=app,
+        params={"seedthr": 5.0},
+        input=InputFile(file_id="a" * 32, ext="fits"),
+        wall_time_s=60,
+        submitted_at=datetime.now(UTC),
     )
 
 
 def submitted(job_id: str, owner: str = "alice", app: str = "aegean") -> Envelope:
-    return Envelope.wrap(
-        JobSubmitted(
-            job_id=job_id,
-            owner=owner,
-            app=app,
-            params={"seedthr": 5.0},
-            input=InputFile(file_id="a" * 32, ext="fits"),
-            wall_time_s=60,
-            submitted_at=datetime.now(UTC),
-        ),
-        "test",
-    )
+    return Envelope.wrap(submission(job_id, owner, app), "test")
 
 
 def heartbeat(slots: int) -> Envelope:
@@ -322,3 +342,67 @@ async def test_app_failure_is_not_retried(
     assert [e.data["attempt"] for e in tap.received if e.subject == job_id] == [1]
     await round_saw(waiting=0, free=4)  # the slot is free again, and nothing waits for it
     await nothing_more_sent(scheduler, amqp_url)
+
+
+async def test_a_heavy_backlog_at_cap_does_not_hide_a_light_users_job(
+    scheduler_with: SchedulerFactory, bus: Bus, amqp_url: str
+) -> None:
+    """300 waiting jobs of a user at their cap, all older than a light user's one job, and
+    each round reads at most 5 jobs of one owner: the light user's job takes the free slot.
+
+    The backlog is written straight into the scheduler's database (admitting 300 jobs
+    through the broker would only make the test slow); the light job is admitted normally.
+    """
+    scheduler = await scheduler_with(max_active_per_user=2, dispatch_fetch_per_owner=5)
+    jobs = scheduler.collection(COLLECTION)
+    base = datetime.now(UTC) - timedelta(hours=1)
+
+    def heavy(i: int, **fields: Any) -> dict[str, Any]:
+        doc = job_document(submission(f"heavy-{i:04d}", owner="heavy"), base, {})
+        return {**doc, "pool": POOL, "state": "QUEUED", "queued_at": base + timedelta(seconds=i), **fields}
+
+    # Two running (the cap), 300 waiting.
+    await jobs.insert_many([heavy(i, phase="dispatched", state="RUNNING") for i in range(2)])
+    await jobs.insert_many([heavy(i, phase="waiting") for i in range(2, 302)])
+    light = "99999999-9999-4999-8999-999999999999"
+    async with EventTap(amqp_url, ["job.state.queued"]) as tap:
+        await bus.publish(submitted(light, owner="bob"))
+        await tap.wait_for(lambda e: e.subject == light)
+    await round_saw(waiting=301, free=0)  # every waiting job is seen, none sent yet
+    await nothing_more_sent(scheduler, amqp_url)
+    await bus.publish(heartbeat(3))  # one slot beyond the heavy user's two
+    commands = await read_commands(amqp_url, 1)
+    assert [(c.job_id, c.owner) for c in commands] == [(light, "bob")]
+    await round_saw(waiting=300, free=0)
+    await nothing_more_sent(scheduler, amqp_url)
+
+
+async def test_a_run_job_no_runner_starts_is_sent_again_then_the_attempt_is_retried(
+    scheduler_with: SchedulerFactory, bus: Bus, amqp_url: str
+) -> None:
+    """A fake runner takes the RunJob off the queue and drops it: after the start timeout
+    the same command (attempt 1) is in the queue again; after the one re-send allowed, the
+    attempt fails as never started and attempt 2 is dispatched.
+    """
+    scheduler = await scheduler_with(start_timeout_s=0.5, max_start_resends=1)
+    job_id = "abababab-abab-4bab-8bab-abababababab"
+    resends = sample("caesar_scheduler_start_resends_total", pool=POOL)
+    async with EventTap(amqp_url, ["job.state.*"]) as tap:
+        await bus.publish(submitted(job_id))
+        await bus.publish(heartbeat(1))
+        (dropped,) = await read_commands(amqp_url, 1)  # consumed, acked, never run
+        (again,) = await read_commands(amqp_url, 1)
+        assert again == dropped  # the same command: same job, attempt, pool and inputs
+        assert again.attempt == 1
+        assert sample("caesar_scheduler_start_resends_total", pool=POOL) == resends + 1
+
+        failed = await tap.wait_for(lambda e: e.data["state"] == "FAILURE")
+        assert (failed.data["attempt"], failed.data["retryable"]) == (1, True)
+        assert "never started" in failed.data["reason"]
+        retry = await tap.wait_for(lambda e: e.data["state"] == "QUEUED" and e.data["attempt"] == 2)
+        assert "never started" in retry.data["reason"]
+        (second,) = await read_commands(amqp_url, 1)
+        assert (second.job_id, second.attempt) == (job_id, 2)
+    doc = await scheduler.collection(COLLECTION).find_one({"_id": job_id})
+    assert doc is not None
+    assert (doc["phase"], doc["attempt"]) in {("dispatched", 2), ("finished", 2)}

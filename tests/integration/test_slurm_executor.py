@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from astropy.io import fits
 
-import caesar_runner.service.attempts as runner_service
 from caesar_common.apps import get_app
 from caesar_common.apps.base import App
 from caesar_common.apps.trivial import TrivialApp
@@ -83,6 +82,7 @@ class SlurmRunner:
     runner: JobRunner
     bus: Bus
     jobs_root: Path
+    stopped: bool = False
 
 
 @pytest.fixture
@@ -99,17 +99,18 @@ def data_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start_runner(
+async def start_runner(
     amqp_url: str,
     mongo_url: str,
     db_prefix: str,
     tmp_path: Path,
     data_root: Path,
     slurm_token: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[..., Any]:
-    monkeypatch.setattr(runner_service, "get_app", _with_trivial)
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start runners; whatever a test did not stop (it failed half-way) is stopped after it,
+    so no runner outlives its test (a leaked robust connection retries forever)."""
     runner_id = f"slurm-test-{uuid.uuid4().hex[:6]}"
+    started: list[SlurmRunner] = []
 
     async def start(token: str = slurm_token) -> SlurmRunner:
         settings = RunnerSettings(
@@ -130,12 +131,16 @@ def start_runner(
         assert settings.pool == "slurm"
         runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=[CLAIMS])
         await runtime.connect()
-        job_runner = await build(runtime)
+        job_runner = await build(runtime, find_app=_with_trivial)
         bus = Bus(amqp_url, "test")
         await bus.connect()
-        return SlurmRunner(runtime, job_runner, bus, tmp_path / "jobs")
+        started.append(SlurmRunner(runtime, job_runner, bus, tmp_path / "jobs"))
+        return started[-1]
 
-    return start
+    yield start
+    for under_test in started:
+        if not under_test.stopped:
+            await stop(under_test)
 
 
 @pytest.fixture
@@ -147,6 +152,9 @@ async def runner(start_runner: Callable[..., Any]) -> AsyncIterator[SlurmRunner]
 
 async def stop(under_test: SlurmRunner, *, crash: bool = False) -> None:
     """Stop a runner; ``crash`` abandons its running jobs as a killed process would."""
+    if under_test.stopped:
+        return
+    under_test.stopped = True
     if crash:
         tasks = [job.task for job in under_test.runner.running.values() if job.task is not None]
         for task in tasks:
@@ -155,6 +163,7 @@ async def stop(under_test: SlurmRunner, *, crash: bool = False) -> None:
             await asyncio.wait(tasks)
     await under_test.bus.close()
     await under_test.runtime.shutdown(grace_s=5)
+    await under_test.runner.executor.aclose()
 
 
 def run_job(job_id: str, app: str = "aegean", **overrides: Any) -> Envelope:
@@ -207,7 +216,7 @@ async def test_aegean_on_slurm_succeeds_with_its_catalogue(
     assert final.data["exit_code"] == 0
     names = {o["name"] for o in final.data["outputs"]}
     assert {"catalog_comp.csv", "catalog_comp.vot", "catalog_comp.reg"} <= names
-    job_dir = runner.jobs_root / "anonymous" / job_id
+    job_dir = runner.jobs_root / "anonymous" / job_id / "attempts" / "1"
     assert (job_dir / SCRIPT_FILE).is_file()
     assert '"exit_code": 0' in (job_dir / EXIT_RECORD).read_text()
     [slurm_job] = await slurm_jobs_of(slurm, job_id)

@@ -62,8 +62,50 @@ def test_summary_counts_outcomes_and_resources() -> None:
         "output_bytes": 35,
         "nfiles": 2,
         "bytes_stored": 1020,
+        "attempts": 6,  # documents without an attempts map: the outcome's attempt only
+        "lost_attempts": 0,
+        "cpu_s_lost_attempts": 0.0,
+        "wall_s_lost_attempts": 0.0,
         "avg_completed_wall_s": 20.0,
     }
+
+
+def attempt(state: str, cpu: float | None, wall: float | None, *, retryable: bool = False) -> dict[str, Any]:
+    return {"state": state, "retryable": retryable, "cpu_s": cpu, "wall_s": wall}
+
+
+def test_other_attempts_are_reported_beside_the_counted_one_never_in_it() -> None:
+    retried = job(
+        "r1",
+        "SUCCESS",
+        attempt=2,
+        cpu_s=3.0,
+        wall_s=10.0,
+        attempts={
+            "1": attempt("SUCCESS", 4.0, 20.0),  # its true outcome came too late: lost
+            "2": attempt("SUCCESS", 3.0, 10.0),
+        },
+    )
+    handed_back = job(
+        "r2",
+        None,
+        attempts={"1": attempt("FAILURE", 7.0, None, retryable=True)},  # a retry is under way
+    )
+    closed = job(
+        "r3",
+        "ABORTED",
+        attempt=1,
+        cpu_s=None,
+        wall_s=None,
+        attempts={"1": attempt("ABORTED", 5.0, 6.0)},  # the abort measured nothing; the verdict did
+    )
+    s = summarise([retried, handed_back, closed])
+    assert (s.njobs, s.njobs_completed, s.njobs_aborted, s.njobs_active) == (3, 1, 1, 1)
+    assert (s.cpu_s, s.wall_s, s.wall_s_completed) == (8.0, 16.0, 10.0)
+    assert (s.attempts, s.lost_attempts) == (4, 2)
+    assert (s.cpu_s_lost_attempts, s.wall_s_lost_attempts) == (11.0, 20.0)
+    by_app = owner_report("alice", [retried, handed_back, closed], [])["by_app"]["caesar"]
+    assert by_app["cpu_s_lost_attempts"] == 11.0
 
 
 def test_duplicate_documents_never_double_count() -> None:

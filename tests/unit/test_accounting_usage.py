@@ -1,22 +1,45 @@
-"""What accounting records: final outcomes only, once; UTC days."""
+"""What accounting records (pure): the api's outcome, once; each attempt's usage, once; UTC days."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caesar_accounting.domain.reports import summarise
-from caesar_accounting.domain.usage import FinalOutcome, day_of, recorded_position, should_record
+from caesar_accounting.domain.usage import (
+    AttemptUsage,
+    FinalOutcome,
+    day_of,
+    held_attempts,
+    held_position,
+    merge_attempt,
+    moves_job,
+    plan_change,
+    recorded_position,
+)
 from caesar_common.events import JobStateChanged, OutputFile
-from caesar_common.jobstate import JobPosition, JobState
+from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
+from caesar_common.store import Document
+from tests.unit.fakes.accounting import with_change
 
 T0 = datetime(2026, 5, 4, 23, 30, tzinfo=UTC)
+S = JobState
+FINAL_STATES = [S.SUCCESS, S.FAILURE, S.TIMED_OUT, S.CANCELED, S.ABORTED]
 
 
 def change(
-    state: JobState, attempt: int = 1, *, retryable: bool = False, job_id: str = "j1", cpu: float = 2.0
+    state: JobState,
+    attempt: int = 1,
+    *,
+    retryable: bool = False,
+    job_id: str = "j1",
+    cpu: float | None = 2.0,
+    wall: float | None = 10.0,
 ) -> JobStateChanged:
     return JobStateChanged(
         job_id=job_id,
@@ -26,44 +49,143 @@ def change(
         state=state,
         retryable=retryable,
         changed_at=T0,
-        elapsed_s=10.0,
+        elapsed_s=wall,
         cpu_s=cpu,
         peak_rss_bytes=1000,
         outputs=[OutputFile(name="cat.json", size_bytes=300), OutputFile(name="p.png", size_bytes=200)],
     )
 
 
-@pytest.mark.parametrize(
-    "state", [JobState.SUCCESS, JobState.FAILURE, JobState.TIMED_OUT, JobState.CANCELED, JobState.ABORTED]
-)
-def test_final_outcome_is_recorded_when_nothing_is(state: JobState) -> None:
-    assert should_record(change(state), None)
+def account(
+    messages: Iterable[JobStateChanged], docs: dict[str, Document] | None = None
+) -> dict[str, Document]:
+    """The use case's logic on an in-memory store: decide from the document, then write."""
+    docs = {} if docs is None else docs
+    for message in messages:
+        doc = docs.get(message.job_id)
+        planned = plan_change(doc, message)
+        if planned is not None:
+            docs[message.job_id] = with_change(doc, planned, message.job_id)
+    return docs
 
 
-def test_retryable_failure_is_not_an_outcome() -> None:
-    assert not should_record(change(JobState.FAILURE, retryable=True), None)
+def api_shows(messages: Iterable[JobStateChanged]) -> JobPosition:
+    """The api's projection, written out from ``caesar_common.jobstate`` (record: PENDING, 0)."""
+    held = JobPosition(0, S.PENDING)
+    for message in messages:
+        if message.retryable and is_terminal(message.state):
+            continue
+        if supersedes(message.position, held):
+            held = message.position
+    return held
 
 
-@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.STARTED, JobState.RUNNING])
-def test_non_terminal_states_are_not_outcomes(state: JobState) -> None:
-    assert not should_record(change(state), None)
+# -- the outcome: the api's rule ------------------------------------------------------
 
 
-def test_recorded_outcome_is_never_replaced() -> None:
-    held = recorded_position({"_id": "j1", "outcome": "SUCCESS", "attempt": 1})
-    assert held == JobPosition(1, JobState.SUCCESS)
-    assert not should_record(change(JobState.SUCCESS), held)  # duplicate
-    assert not should_record(change(JobState.ABORTED), held)  # conflicting late event
-    assert not should_record(change(JobState.SUCCESS, attempt=2), held)
+@pytest.mark.parametrize("state", FINAL_STATES)
+def test_a_final_state_is_the_outcome_when_nothing_is_held(state: JobState) -> None:
+    planned = plan_change(None, change(state))
+    assert planned is not None
+    assert planned.outcome is not None
+    assert planned.outcome.position == JobPosition(1, state)
 
 
-def test_document_without_outcome_holds_nothing() -> None:
-    assert recorded_position(None) is None
-    assert recorded_position({"_id": "j1", "owner": "alice", "day": "2026-05-04"}) is None
+def test_a_retryable_failure_is_usage_but_not_an_outcome() -> None:
+    planned = plan_change(None, change(S.FAILURE, retryable=True, cpu=5.0))
+    assert planned is not None
+    assert planned.outcome is None
+    assert planned.position is None
+    assert planned.attempt == AttemptUsage(1, S.FAILURE, True, 5.0, 10.0)
+
+
+@pytest.mark.parametrize("state", [S.QUEUED, S.STARTED, S.RUNNING])
+def test_non_terminal_states_move_the_position_only(state: JobState) -> None:
+    planned = plan_change(None, change(state))
+    assert planned is not None
+    assert (planned.position, planned.attempt, planned.outcome) == (JobPosition(1, state), None, None)
+
+
+def test_moves_job_is_the_api_rule() -> None:
+    assert not moves_job(change(S.FAILURE, retryable=True), JobPosition(1, S.RUNNING))
+    assert moves_job(change(S.SUCCESS), JobPosition(1, S.RUNNING))
+    assert not moves_job(change(S.RUNNING), JobPosition(1, S.SUCCESS))  # final is absorbing
+    assert not moves_job(change(S.SUCCESS, attempt=1), JobPosition(2, S.QUEUED))  # late
+
+
+def test_a_late_success_of_attempt_1_is_not_counted_over_attempt_2s_failure() -> None:
+    """The bug of issue 10: the api shows attempt 2's FAILURE; so must accounting."""
+    events = [
+        change(S.RUNNING, 1),
+        change(S.FAILURE, 1, retryable=True, cpu=5.0),
+        change(S.QUEUED, 2),
+        change(S.SUCCESS, 1, cpu=4.0),  # the lost runner's true outcome, too late
+        change(S.RUNNING, 2),
+        change(S.FAILURE, 2, cpu=3.0),
+    ]
+    doc = account(events)["j1"]
+    assert (doc["outcome"], doc["attempt"], doc["cpu_s"]) == ("FAILURE", 2, 3.0)
+    assert api_shows(events) == JobPosition(2, S.FAILURE)
+    assert held_attempts(doc) == {
+        1: AttemptUsage(1, S.SUCCESS, False, 4.0, 10.0),
+        2: AttemptUsage(2, S.FAILURE, False, 3.0, 10.0),
+    }
+
+
+def test_a_true_outcome_before_any_retry_closes_the_job_as_in_the_api() -> None:
+    """The known limit of ``supersedes`` (see test_jobstate): whoever saw it first keeps it."""
+    events = [change(S.FAILURE, 1, retryable=True), change(S.SUCCESS, 1, cpu=4.0), change(S.SUCCESS, 2)]
+    doc = account(events)["j1"]
+    assert (doc["outcome"], doc["attempt"]) == ("SUCCESS", 1)
+    assert api_shows(events) == JobPosition(1, S.SUCCESS)
+
+
+def test_a_recorded_outcome_is_never_replaced() -> None:
+    docs = account([change(S.SUCCESS)])
+    for late in [change(S.SUCCESS), change(S.ABORTED, cpu=None), change(S.RUNNING, 2), change(S.SUCCESS, 2)]:
+        planned = plan_change(docs["j1"], late)
+        assert planned is None or (planned.outcome is None and planned.position is None)
+
+
+def test_documents_from_before_attempts_were_kept() -> None:
+    legacy = {"_id": "j1", "owner": "alice", "outcome": "SUCCESS", "attempt": 2, "cpu_s": 3.0}
+    assert held_position(legacy) == recorded_position(legacy) == JobPosition(2, S.SUCCESS)
+    assert held_attempts(legacy) == {}
+    assert held_position({"_id": "j1", "owner": "alice", "day": "2026-05-04"}) is None
+    planned = plan_change(legacy, change(S.FAILURE, 1, retryable=True, cpu=5.0))
+    assert planned is not None
+    assert planned.outcome is None
+    assert planned.position is None
+
+
+# -- usage per attempt ----------------------------------------------------------------
+
+
+def test_the_attempts_true_outcome_replaces_a_provisional_verdict_in_either_order() -> None:
+    lost = change(S.FAILURE, retryable=True, cpu=5.0, wall=None)
+    true = change(S.SUCCESS, cpu=4.0, wall=8.0)
+    forward = merge_attempt(merge_attempt(None, lost), true)
+    backward = merge_attempt(None, true)
+    assert merge_attempt(backward, lost) is None
+    assert forward == backward == AttemptUsage(1, S.SUCCESS, False, 4.0, 8.0)
+
+
+def test_a_closing_abort_that_measured_nothing_keeps_the_provisional_figures() -> None:
+    lost = change(S.FAILURE, retryable=True, cpu=5.0, wall=9.0)
+    closed = change(S.ABORTED, cpu=None, wall=None)
+    expected = AttemptUsage(1, S.ABORTED, False, 5.0, 9.0)
+    assert merge_attempt(merge_attempt(None, lost), closed) == expected
+    assert merge_attempt(merge_attempt(None, closed), lost) == expected
+
+
+def test_duplicates_and_non_terminal_events_change_no_attempt() -> None:
+    held = merge_attempt(None, change(S.SUCCESS))
+    assert merge_attempt(held, change(S.SUCCESS)) is None
+    assert merge_attempt(held, change(S.RUNNING)) is None
 
 
 def test_final_outcome_fields() -> None:
-    outcome = FinalOutcome.of(change(JobState.SUCCESS, attempt=3))
+    outcome = FinalOutcome.of(change(S.SUCCESS, attempt=3))
     assert outcome.fields() == {
         "outcome": "SUCCESS",
         "attempt": 3,
@@ -82,23 +204,85 @@ def test_day_is_the_utc_calendar_day() -> None:
     assert day_of(datetime(2026, 5, 5, 1, 0)) == "2026-05-05"  # naive: taken as UTC
 
 
-def apply(store: dict[str, dict[str, Any]], message: JobStateChanged) -> None:
-    """The handler's logic on an in-memory store: decide, then write guarded on 'unset'."""
-    if not should_record(message, recorded_position(store.get(message.job_id))):
-        return
-    doc = store.setdefault(message.job_id, {"_id": message.job_id, "owner": "alice", "app": "caesar"})
-    if doc.get("outcome") is None:
-        doc.update(FinalOutcome.of(message).fields())
-
-
 def test_retried_and_duplicated_events_count_each_job_once() -> None:
-    store: dict[str, dict[str, Any]] = {}
-    lost = change(JobState.FAILURE, 1, retryable=True, cpu=50.0)
-    success = change(JobState.SUCCESS, 2, cpu=3.0)
-    other = change(JobState.FAILURE, 1, job_id="j2", cpu=1.0)
-    for message in [success, lost, success, other, lost, other, success]:
-        apply(store, message)
-    summary = summarise(store.values())
+    lost = change(S.FAILURE, 1, retryable=True, cpu=50.0)
+    success = change(S.SUCCESS, 2, cpu=3.0)
+    other = change(S.FAILURE, 1, job_id="j2", cpu=1.0)
+    docs = account([success, lost, success, other, lost, other, success])
+    summary = summarise(docs.values())
     assert (summary.njobs, summary.njobs_completed, summary.njobs_failed) == (2, 1, 1)
     assert summary.cpu_s == 4.0
-    assert store["j1"]["attempt"] == 2
+    assert (summary.attempts, summary.lost_attempts, summary.cpu_s_lost_attempts) == (3, 1, 50.0)
+    assert docs["j1"]["attempt"] == 2
+
+
+# -- the property: any order, any duplicates ------------------------------------------
+
+_CPU = st.one_of(st.none(), st.integers(1, 50).map(float))
+
+
+@st.composite
+def job_histories(draw: st.DrawFn) -> list[JobStateChanged]:
+    """One job's events: attempts lost with their runner (some of whose true outcomes still
+    turn up), a last attempt that ends final, is closed after a provisional failure, or is
+    still provisional. Every attempt has at most one provisional and one final verdict."""
+    attempts = draw(st.integers(1, 3))
+    events: list[JobStateChanged] = []
+    for attempt in range(1, attempts + 1):
+        progress = [S.QUEUED, S.STARTED, S.RUNNING][: draw(st.integers(0, 3))]
+        events += [change(state, attempt, cpu=None, wall=None) for state in progress]
+        last = attempt == attempts
+        ending = draw(st.sampled_from(["final", "closed", "provisional"] if last else ["lost", "lost+true"]))
+        if ending != "final":
+            events.append(change(S.FAILURE, attempt, retryable=True, cpu=draw(_CPU), wall=draw(_CPU)))
+        if ending in ("final", "lost+true"):
+            events.append(
+                change(draw(st.sampled_from(FINAL_STATES)), attempt, cpu=draw(_CPU), wall=draw(_CPU))
+            )
+        elif ending == "closed":
+            events.append(change(S.ABORTED, attempt, cpu=None, wall=None))
+    return events
+
+
+def expected_attempts(events: list[JobStateChanged]) -> dict[int, tuple[float | None, float | None]]:
+    """Per attempt: the final verdict's figures, each falling back to the provisional one's."""
+    figures: dict[int, tuple[float | None, float | None]] = {}
+    for rank_final in (False, True):  # provisional first, the final verdict overrides
+        for e in events:
+            if is_terminal(e.state) and e.retryable != rank_final:
+                old_cpu, old_wall = figures.get(e.attempt, (None, None))
+                figures[e.attempt] = (
+                    e.cpu_s if e.cpu_s is not None else old_cpu,
+                    e.elapsed_s if e.elapsed_s is not None else old_wall,
+                )
+    return figures
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_order_with_duplicates_records_the_api_outcome_and_each_attempt_once(data: st.DataObject) -> None:
+    history = data.draw(job_histories(), label="history")
+    extra = data.draw(st.lists(st.sampled_from(history), max_size=len(history)), label="duplicates")
+    delivered = data.draw(st.permutations(history + extra), label="delivered")
+
+    docs = account(delivered)
+    doc: dict[str, Any] = docs.get("j1") or {}
+    shown = api_shows(delivered)
+    if shown.is_final:
+        assert (doc["outcome"], doc["attempt"]) == (shown.state.value, shown.attempt)
+        outcome_event = next(e for e in delivered if e.position == shown)
+        assert doc["cpu_s"] == outcome_event.cpu_s
+    else:
+        assert doc.get("outcome") is None
+
+    figures = {n: (a.cpu_s, a.wall_s) for n, a in held_attempts(doc).items()}
+    assert figures == expected_attempts(history)
+
+    again = account(delivered, docs)  # everything redelivered once more: nothing changes
+    assert again["j1"] == doc
+
+    summary = summarise([doc])
+    total_cpu = sum(cpu or 0.0 for cpu, _ in figures.values())
+    assert summary.cpu_s + summary.cpu_s_lost_attempts == pytest.approx(total_cpu)
+    assert summary.attempts == len(figures)
+    assert summary.lost_attempts == len(figures) - (1 if shown.is_final else 0)

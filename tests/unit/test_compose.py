@@ -517,6 +517,23 @@ def test_keycloak_imports_the_caesar_realm(services: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- docker compose
 
 
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, duration
+    return int(match[1]) * (60 if match[2] == "m" else 1)
+
+
+def test_stop_grace_covers_the_services_own_shutdown(services: dict[str, Any]) -> None:
+    """Docker kills a container after its stop grace: it must cover what SIGTERM starts."""
+    from caesar_api.settings import ApiSettings
+    from caesar_runner.settings import RunnerSettings
+
+    api, runner = ApiSettings(), RunnerSettings()
+    runner_needs = runner.http_shutdown_grace_s + runner.shutdown_grace_s + 2 * runner.kill_grace_s
+    assert _seconds(services["runner"]["stop_grace_period"]) >= runner_needs
+    assert _seconds(services["api"]["stop_grace_period"]) > api.http_shutdown_grace_s
+
+
 def test_docker_compose_config_is_valid() -> None:
     docker = shutil.which("docker")
     if docker is None:

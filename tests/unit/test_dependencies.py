@@ -30,6 +30,7 @@ HEAVY = ("numpy", "astropy")
 # import needs, so ``opentelemetry.sdk`` needs opentelemetry-sdk, not opentelemetry-api.
 DIST_MODULES: dict[str, tuple[str, ...]] = {
     "pyyaml": ("yaml",),
+    "swagger-ui-py": ("swagger_ui",),
     "python-keycloak": ("keycloak",),
     "aegeantools": ("AegeanTools",),
     "pymongo": ("pymongo", "bson", "gridfs"),

@@ -8,11 +8,16 @@ import pytest
 
 from caesar_common.jobstate import JobState
 from caesar_monitor.domain.liveness import (
+    ATTEMPT_NOT_REPORTED,
     RUNNER_LOST,
     WALL_TIME_EXCEEDED,
     ActiveJob,
+    AttemptKey,
+    RunnerReport,
     Verdict,
+    fold_heartbeat,
     judge,
+    unreported_since,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -47,9 +52,13 @@ def verdicts(
     last_seen: dict[str, datetime],
     watching_since: datetime = LONG_AGO,
 ) -> list[Verdict]:
+    """Judge with runners last heard at ``last_seen``, each listing every job: the
+    silence rule alone (the unreported-attempt rule has its own tests below)."""
+    listed = frozenset(j.key for j in jobs)
+    reports = {r: RunnerReport(last_seen=t, sent_at=t, running=listed) for r, t in last_seen.items()}
     return judge(
         jobs,
-        last_seen,
+        reports,
         now=NOW,
         runner_timeout_s=TIMEOUT,
         wall_time_grace_s=GRACE,
@@ -183,3 +192,138 @@ async def test_watchdog_gives_no_verdict_while_cut_off_from_the_broker() -> None
         broker_connected=lambda: False,
     )
     assert await sweep(deps) == []
+
+
+# -- the unreported-attempt rule: a live runner whose heartbeats leave the attempt out ----
+
+# The runner's clock runs an hour behind the monitor's: the rule must not care.
+SKEW = timedelta(hours=-1)
+START = NOW + SKEW - timedelta(seconds=600)  # job()'s default start, on the runner's clock
+KEY: AttemptKey = ("j1", 2)
+
+
+def runner_job(state: JobState = JobState.RUNNING) -> ActiveJob:
+    """No wall time: that rule compares the start with the monitor's clock (skewed here)."""
+    return ActiveJob("j1", "alice", "caesar", state, 2, START, "r1", "local", None)
+
+
+def report(
+    sent_s_after_start: float,
+    *,
+    running: frozenset[AttemptKey] = frozenset(),
+    dropped_s_after_start: float | None = None,
+) -> RunnerReport:
+    """A live runner (heard just now) whose latest heartbeat was sent at start + s."""
+    missing = {} if dropped_s_after_start is None else {KEY: START + timedelta(seconds=dropped_s_after_start)}
+    return RunnerReport(
+        last_seen=NOW - timedelta(seconds=1),
+        sent_at=START + timedelta(seconds=sent_s_after_start),
+        running=running,
+        missing=missing,
+    )
+
+
+def judged(j: ActiveJob, r: RunnerReport, watching_since: datetime = LONG_AGO) -> list[Verdict]:
+    return judge(
+        [j],
+        {"r1": r},
+        now=NOW,
+        runner_timeout_s=TIMEOUT,
+        wall_time_grace_s=GRACE,
+        watching_since=watching_since,
+    )
+
+
+@pytest.mark.parametrize("state", [JobState.STARTED, JobState.RUNNING])
+def test_attempt_listed_by_its_runner_stays(state: JobState) -> None:
+    assert judged(runner_job(state), report(10_000, running=frozenset({KEY}))) == []
+
+
+@pytest.mark.parametrize("state", [JobState.STARTED, JobState.RUNNING])
+def test_attempt_never_listed_within_the_grace_stays(state: JobState) -> None:
+    # The claim is written before the attempt joins the runner's list: a heartbeat in
+    # between leaves it out, and the next one lists it.
+    assert judged(runner_job(state), report(TIMEOUT)) == []
+
+
+@pytest.mark.parametrize("state", [JobState.STARTED, JobState.RUNNING])
+def test_attempt_never_listed_beyond_the_grace_is_lost(state: JobState) -> None:
+    j = runner_job(state)
+    [v] = judged(j, report(TIMEOUT + 1))
+    assert v == Verdict(j, JobState.FAILURE, ATTEMPT_NOT_REPORTED, retryable=True)
+
+
+def test_dropped_attempt_counts_from_the_first_heartbeat_without_it() -> None:
+    # A long job that has just ended is not lost while its final event is on its way.
+    assert judged(runner_job(), report(10_000, dropped_s_after_start=10_000 - TIMEOUT)) == []
+    [v] = judged(runner_job(), report(10_000, dropped_s_after_start=10_000 - TIMEOUT - 1))
+    assert v.reason == ATTEMPT_NOT_REPORTED
+
+
+def test_heartbeat_older_than_the_attempt_start_says_nothing() -> None:
+    # The runner is alive, but its latest heartbeat was sent before the attempt started.
+    assert judged(runner_job(), report(-1)) == []
+    assert judged(runner_job(), report(0)) == []
+    assert unreported_since(runner_job(), report(0)) is None
+
+
+def test_drop_recorded_before_the_start_counts_from_the_start() -> None:
+    assert unreported_since(runner_job(), report(50, dropped_s_after_start=-100)) == START
+
+
+def test_silent_runner_is_lost_whatever_it_last_listed() -> None:
+    silent = RunnerReport(
+        last_seen=NOW - timedelta(seconds=TIMEOUT + 1),
+        sent_at=START + timedelta(seconds=5),
+        running=frozenset({KEY}),
+    )
+    [v] = judged(runner_job(), silent)
+    assert v.reason == RUNNER_LOST
+
+
+def test_unreported_rule_waits_a_timeout_after_the_monitor_starts_watching() -> None:
+    # Job events queued while the monitor was away (the attempt's final state) come first.
+    assert judged(runner_job(), report(10_000), watching_since=NOW - timedelta(seconds=TIMEOUT)) == []
+    assert len(judged(runner_job(), report(10_000), watching_since=NOW - timedelta(seconds=TIMEOUT + 1))) == 1
+
+
+def test_unreported_attempt_wins_over_exceeded_wall_time() -> None:
+    j = ActiveJob("j1", "alice", "caesar", JobState.RUNNING, 2, START, "r1", "local", 1.0)
+    # The monitor's clock: the attempt started at START - SKEW, long past its wall time.
+    [v] = judged(j, report(TIMEOUT + 1))
+    assert (v.state, v.reason, v.retryable) == (JobState.FAILURE, ATTEMPT_NOT_REPORTED, True)
+
+
+def test_other_attempts_of_the_job_do_not_vouch_for_this_one() -> None:
+    assert len(judged(runner_job(), report(TIMEOUT + 1, running=frozenset({("j1", 1)})))) == 1
+
+
+def test_fold_remembers_when_an_attempt_left_the_list() -> None:
+    a, b = ("ja", 1), ("jb", 1)
+    t = [START + timedelta(seconds=5 * n) for n in range(8)]
+    r = fold_heartbeat(None, sent_at=t[0], received_at=NOW, running=[a, b], forget_after_s=60)
+    assert (r.running, dict(r.missing)) == (frozenset({a, b}), {})
+    r = fold_heartbeat(r, sent_at=t[1], received_at=NOW, running=[a], forget_after_s=60)
+    assert dict(r.missing) == {b: t[1]}
+    r = fold_heartbeat(r, sent_at=t[2], received_at=NOW, running=[], forget_after_s=60)
+    assert dict(r.missing) == {b: t[1], a: t[2]}  # b keeps its first absence
+    r = fold_heartbeat(r, sent_at=t[3], received_at=NOW, running=[b], forget_after_s=60)
+    assert (r.running, dict(r.missing)) == (frozenset({b}), {a: t[2]})  # listed again (resumed)
+    r = fold_heartbeat(r, sent_at=t[7], received_at=NOW, running=[b], forget_after_s=20)
+    assert dict(r.missing) == {}  # forgotten: older than the horizon
+    assert (r.sent_at, r.last_seen) == (t[7], NOW)
+
+
+def test_forgetting_a_drop_changes_no_verdict() -> None:
+    """A forgotten drop falls back to the attempt's start, which is earlier: still lost."""
+    kept = report(1000, dropped_s_after_start=1000 - 2 * TIMEOUT)
+    forgotten = fold_heartbeat(
+        kept,
+        sent_at=kept.sent_at + timedelta(seconds=1),
+        received_at=kept.last_seen,
+        running=[],
+        forget_after_s=TIMEOUT,
+    )
+    assert KEY not in forgotten.missing
+    assert [v.reason for v in judged(runner_job(), kept)] == [ATTEMPT_NOT_REPORTED]
+    assert [v.reason for v in judged(runner_job(), forgotten)] == [ATTEMPT_NOT_REPORTED]

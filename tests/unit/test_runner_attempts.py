@@ -14,7 +14,8 @@ from caesar_common.apps.trivial import TrivialApp
 from caesar_common.events import Envelope, InputFile, RunJob
 from caesar_common.ids import new_job_id
 from caesar_common.jobstate import JobState
-from caesar_runner.domain.claim import HANDED_BACK
+from caesar_common.layout import attempt_dir, manifest_path
+from caesar_runner.domain.claim import HANDED_BACK, SELF_FENCED
 from caesar_runner.executors.base import ExecutionResult
 from caesar_runner.service.attempts import JobRunner, RunnerConfig
 from tests.unit.fakes.runner import FakeClaimStore, FakeConsumer, FakeExecutor, success
@@ -29,6 +30,7 @@ def with_trivial(name: str) -> App | None:
 
 class Harness:
     def __init__(self, tmp: Path, executor: FakeExecutor, slots: int = 2) -> None:
+        self.now = 1000.0
         data = tmp / "data"
         (data / OWNER).mkdir(parents=True)
         (data / OWNER / f"{FILE_ID}.fits").write_bytes(b"SIMPLE")
@@ -37,9 +39,26 @@ class Harness:
         self.published: list[Envelope] = []
         self.executor = executor
         self.consumer = FakeConsumer()
-        config = RunnerConfig("r1", "local", slots, data, tmp / "jobs", tmp / "bin")
+        config = RunnerConfig(
+            "r1",
+            "local",
+            slots,
+            data,
+            tmp / "jobs",
+            tmp / "bin",
+            self_fence_s=5.0,
+            fence_poll_interval_s=0.01,
+            record_running_timeout_s=0.5,
+        )
+        self.jobs_root = config.jobs_root
         self.runner = JobRunner(
-            config, self.claims, self.kicked.append, self._publish, executor, find_app=with_trivial
+            config,
+            self.claims,
+            self.kicked.append,
+            self._publish,
+            executor,
+            find_app=with_trivial,
+            clock=lambda: self.now,
         )
         self.runner.subscription = self.consumer
 
@@ -224,3 +243,132 @@ async def test_heartbeat_lists_the_attempts_in_hand(harness: Callable[..., Harne
     assert beat.data["running"] == [{"job_id": job_id, "attempt": 1}]
     h.executor.finish(f"{job_id}:1", success())
     await h.settle(f"{job_id}:1")
+
+
+async def test_a_superseded_attempt_stops_and_publishes_nothing(harness: Callable[..., Harness]) -> None:
+    """Attempt 1, presumed lost, still runs when attempt 2 starts: it is fenced off."""
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id, attempt=1))
+    await h.executor.wait_started(f"{job_id}:1")
+    attempt_dir(h.jobs_root, OWNER, job_id, 2).mkdir(parents=True)  # the retry's runner started it
+    await h.settle(f"{job_id}:1")
+    final = h.claims.events[-1].data
+    assert (final["state"], final["retryable"]) == ("FAILURE", False)
+    assert final["reason"] == "superseded by attempt 2; outputs withdrawn"
+    assert final["outputs"] == []
+    assert not manifest_path(attempt_dir(h.jobs_root, OWNER, job_id, 1)).exists()
+
+
+async def test_a_superseded_attempt_never_starts(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    job_id = new_job_id()
+    attempt_dir(h.jobs_root, OWNER, job_id, 3).mkdir(parents=True)
+    await h.runner.start_attempt(command(job_id, attempt=2))
+    await h.settle(f"{job_id}:2")
+    assert h.executor.started == []
+    assert h.claims.events[-1].data["reason"] == "superseded by attempt 3; outputs withdrawn"
+    assert not attempt_dir(h.jobs_root, OWNER, job_id, 2).exists()
+
+
+async def test_each_attempt_writes_its_own_directory(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id, attempt=1))
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    manifest = manifest_path(attempt_dir(h.jobs_root, OWNER, job_id, 1))
+    assert '"attempt": 1' in manifest.read_text()
+    assert oct(attempt_dir(h.jobs_root, OWNER, job_id, 1).parent.parent.stat().st_mode & 0o777) == "0o750"
+
+
+async def test_running_that_cannot_be_recorded_kills_the_job(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))  # claimed; the attempt's task has not run yet
+    h.claims.failing = 2  # the database goes away for the RUNNING write (0.5 s allowed)
+    await h.settle(f"{job_id}:1")
+    assert h.claims.states(job_id) == [(1, "STARTED"), (1, "FAILURE")]
+    final = h.claims.events[-1].data
+    assert final["retryable"] is True
+    assert "RUNNING could not be recorded" in final["reason"]
+
+
+async def test_the_terminal_write_is_retried_until_the_database_takes_it(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))
+    await h.executor.wait_started(f"{job_id}:1")
+    h.claims.failing = 3
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    assert h.claims.failing == 0
+    assert h.claims.states(job_id)[-1] == (1, "SUCCESS")
+
+
+async def test_a_runner_cut_off_for_the_fence_time_stops_its_jobs(harness: Callable[..., Harness]) -> None:
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))
+    await h.executor.wait_started(f"{job_id}:1")
+    h.now += 4.0
+    assert h.runner.check_self_fence() == 0  # within the fence time
+    await h.runner.send_heartbeat()  # broker and database answer: the clock restarts
+    h.now += 4.0
+    assert h.runner.check_self_fence() == 0
+    h.claims.failing = 1  # the database stops answering; the beat itself still goes out
+    with pytest.raises(ConnectionError):
+        await h.runner.send_heartbeat()
+    h.now += 2.0
+    assert h.runner.check_self_fence() == 1  # 6 s since the database last answered
+    await h.settle(f"{job_id}:1")
+    final = h.claims.events[-1].data
+    assert (final["state"], final["retryable"], final["reason"]) == ("FAILURE", True, SELF_FENCED)
+
+
+async def test_jobs_that_outlive_the_runner_are_not_self_fenced(harness: Callable[..., Harness]) -> None:
+    h = harness(FakeExecutor(reattaches=True))
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))
+    await h.executor.wait_started(f"{job_id}:1")
+    h.now += 60.0
+    assert h.runner.check_self_fence() == 0
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+
+
+async def test_a_finished_attempt_is_listed_until_its_outcome_is_published(
+    harness: Callable[..., Harness],
+) -> None:
+    """The monitor fails attempts a live runner stops listing: not one whose event waits."""
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    h.claims.pending.add(f"{job_id}:1")  # the terminal event is still in the outbox
+    await h.runner.send_heartbeat()
+    assert h.published[-1].data["running"] == [{"job_id": job_id, "attempt": 1}]
+    assert h.published[-1].data["slots_free"] == 2
+    h.claims.pending.clear()  # the relay published it
+    await h.runner.send_heartbeat()
+    assert h.published[-1].data["running"] == []
+
+
+async def test_a_job_that_finishes_while_its_runner_was_frozen_is_no_success(
+    harness: Callable[..., Harness],
+) -> None:
+    """SIGSTOPped past the fence time, then continued: the job's processes exit 0 at once,
+    but the monitor may already have the attempt retried elsewhere."""
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id))
+    await h.executor.wait_started(f"{job_id}:1")
+    h.now += 30.0  # frozen: no beat, no check ran meanwhile
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    final = h.claims.events[-1].data
+    assert (final["state"], final["retryable"], final["reason"]) == ("FAILURE", True, SELF_FENCED)
+    assert not manifest_path(attempt_dir(h.jobs_root, OWNER, job_id, 1)).exists()

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 
-from caesar_accounting.domain.usage import FinalOutcome, day_of
+from caesar_accounting.domain.usage import UsageChange, day_of
 from caesar_common.events import FileDeleted, FileUploaded, JobSubmitted
 from caesar_common.store import Document
 
 
+def with_change(doc: Document | None, change: UsageChange, job_id: str) -> Document:
+    """``doc`` after MongoDB's ``$set`` of ``change.fields()``."""
+    new: Document = copy.deepcopy(doc) if doc is not None else {"_id": job_id}
+    new.update(copy.deepcopy(change.fields()))
+    return new
+
+
 class FakeJobUsageStore:
-    """Submission and outcome each written once, in whichever order they arrive."""
+    """Submission written once; state changes compare-and-set on ``rev``, as in MongoDB."""
 
     def __init__(self) -> None:
         self.docs: dict[str, Document] = {}
 
     async def get(self, job_id: str) -> Document | None:
         doc = self.docs.get(job_id)
-        return dict(doc) if doc is not None else None
+        return copy.deepcopy(doc) if doc is not None else None
 
     async def record_submission(self, message: JobSubmitted) -> bool:
         doc = self.docs.setdefault(message.job_id, {"_id": message.job_id, "outcome": None})
@@ -31,11 +39,16 @@ class FakeJobUsageStore:
         )
         return True
 
-    async def record_outcome(self, outcome: FinalOutcome) -> bool:
-        doc = self.docs.setdefault(outcome.job_id, {"_id": outcome.job_id, "outcome": None})
-        if doc.get("outcome") is not None:
+    async def apply(self, job_id: str, owner: str, app: str, revision: int, change: UsageChange) -> bool:
+        doc = self.docs.get(job_id)
+        if int((doc or {}).get("rev") or 0) != revision:
             return False
-        doc.update(owner=outcome.owner, app=outcome.app, **outcome.fields())
+        self.docs[job_id] = {
+            **with_change(doc, change, job_id),
+            "owner": owner,
+            "app": app,
+            "rev": revision + 1,
+        }
         return True
 
     async def of_owner(self, owner: str) -> list[Document]:

@@ -1,7 +1,8 @@
-"""Fakes of the monitor's timeline and runner stores."""
+"""Fakes of the monitor's timeline and runner stores (guarded writes, like the real ones)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_common.jobstate import ACTIVE_STATES, JobPosition, JobState
 from caesar_common.store import Document
+from caesar_monitor.domain.liveness import RunnerReport
 from caesar_monitor.domain.timeline import Entry, entry_sort_key
 
 
@@ -31,7 +33,11 @@ class FakeTimelineStore:
 
     async def load(self, job_id: str) -> Document | None:
         doc = self.docs.get(job_id)
-        return copy.deepcopy(doc) if doc is not None else None
+        found = copy.deepcopy(doc) if doc is not None else None
+        # A real read yields with its answer on the way: a concurrent writer can change
+        # the document before the reader acts on what it read.
+        await asyncio.sleep(0)
+        return found
 
     def _holds(self, doc: Document | None, held: JobPosition | None) -> bool:
         if doc is None:
@@ -66,7 +72,9 @@ class FakeTimelineStore:
 
     async def executing(self) -> list[Document]:
         states = {s.value for s in ACTIVE_STATES}
-        return [copy.deepcopy(d) for d in self.docs.values() if d.get("state") in states]
+        found = [copy.deepcopy(d) for d in self.docs.values() if d.get("state") in states]
+        await asyncio.sleep(0)
+        return found
 
     async def count_by_state(self) -> dict[JobState, int]:
         return {s: sum(1 for d in self.docs.values() if d.get("state") == s.value) for s in JobState}
@@ -77,26 +85,39 @@ class FakeTimelineStore:
 
 
 class FakeRunnerStore:
-    """The latest heartbeat per runner; an older heartbeat never replaces a newer one."""
+    """The latest heartbeat per runner; ``record`` is guarded like the real one."""
 
     def __init__(self) -> None:
         self.docs: dict[str, Document] = {}
 
-    async def record(self, heartbeat: RunnerHeartbeat, received_at: datetime) -> bool:
+    async def report(self, runner_id: str) -> RunnerReport | None:
+        doc = self.docs.get(runner_id)
+        return None if doc is None else doc["report"]
+
+    async def record(
+        self, heartbeat: RunnerHeartbeat, report: RunnerReport, *, replaces: datetime | None
+    ) -> bool:
         current = self.docs.get(heartbeat.runner_id)
-        if current is not None and current["sent_at"] >= heartbeat.sent_at:
+        if (current["sent_at"] if current is not None else None) != replaces:
             return False
         self.docs[heartbeat.runner_id] = {
             "pool": heartbeat.pool,
-            "sent_at": heartbeat.sent_at,
-            "last_seen": received_at,
+            "sent_at": report.sent_at,
+            "last_seen": report.last_seen,
             "slots_total": heartbeat.slots_total,
             "slots_free": heartbeat.slots_free,
+            "report": report,
         }
         return True
 
-    async def last_seen(self, runner_ids: Iterable[str]) -> dict[str, datetime]:
-        return {r: self.docs[r]["last_seen"] for r in set(runner_ids) if r in self.docs}
+    async def reports(self, runner_ids: Iterable[str]) -> dict[str, RunnerReport]:
+        return {r: self.docs[r]["report"] for r in set(runner_ids) if r in self.docs}
+
+    async def forget_silent(self, silent_since: datetime) -> int:
+        gone = [key for key, doc in self.docs.items() if doc["last_seen"] < silent_since]
+        for key in gone:
+            del self.docs[key]
+        return len(gone)
 
     async def slots_by_pool(self, alive_since: datetime) -> dict[str, tuple[int, int]]:
         slots: dict[str, tuple[int, int]] = {}

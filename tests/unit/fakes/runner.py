@@ -17,12 +17,31 @@ class FakeClaimStore:
     """Claims in a dict; inserts refuse duplicates and updates are guarded by state."""
 
     def __init__(self) -> None:
+        self.failing = 0
+        """How many of the next writes (claim, update, ping) fail, as a database outage would."""
         self.docs: dict[str, Document] = {}
         self.events: list[Envelope] = []
         """Every event written to a claim's outbox, in order (what the relay would publish)."""
         self.cancels: set[str] = set()
+        self.pending: set[str] = set()
+        """Claim keys whose outbox the (absent) relay has not cleared yet."""
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise ConnectionError("database unreachable")
+
+    async def unpublished(self, runner_id: str) -> list[tuple[str, int]]:
+        """Claims whose events the relay has not published: none, unless a test says so."""
+        self._maybe_fail()
+        return [
+            (d["job_id"], d["attempt"])
+            for key, d in self.docs.items()
+            if key in self.pending and d["runner_id"] == runner_id
+        ]
 
     async def claim(self, doc: Document, events: Sequence[Envelope]) -> bool:
+        self._maybe_fail()
         if doc["_id"] in self.docs:
             return False
         self.docs[doc["_id"]] = copy.deepcopy(doc)
@@ -32,6 +51,7 @@ class FakeClaimStore:
     async def update(
         self, cid: str, expect_state: str, changes: dict[str, Any], events: Sequence[Envelope]
     ) -> bool:
+        self._maybe_fail()
         doc = self.docs.get(cid)
         if doc is None or doc["state"] != expect_state:
             return False

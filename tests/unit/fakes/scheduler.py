@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from caesar_common.events import Envelope
+from caesar_common.jobstate import JobState
 from caesar_common.store import Document
+from caesar_scheduler.domain.fairshare import OwnerBacklog
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, WAITING
 
 
@@ -20,6 +22,8 @@ class FakeJobStore:
         self.events: list[Envelope] = []
         """Every event written to an outbox, in order (what the relay would publish)."""
         self.commands: list[tuple[Envelope, str]] = []
+        self.reads: list[tuple[str, str, int]] = []
+        """Every ``oldest_waiting`` call as ``(pool, owner, limit)``: what a round read."""
 
     async def get(self, job_id: str) -> Document | None:
         doc = self.docs.get(job_id)
@@ -54,9 +58,33 @@ class FakeJobStore:
         self.commands.extend(commands)
         return True
 
-    async def waiting(self, now: datetime, limit: int = 5000) -> list[Document]:
-        ready = [d for d in self.docs.values() if d.get("phase") == WAITING and d["queued_at"] <= now]
-        return [copy.deepcopy(d) for d in sorted(ready, key=lambda d: d["queued_at"])[:limit]]
+    def _ready(self, now: datetime) -> list[Document]:
+        return [d for d in self.docs.values() if d.get("phase") == WAITING and d["queued_at"] <= now]
+
+    async def waiting_owners(self, now: datetime) -> dict[str, list[OwnerBacklog]]:
+        groups: dict[tuple[str, str], list[datetime]] = {}
+        for doc in self._ready(now):
+            groups.setdefault((doc.get("pool", ""), doc["owner"]), []).append(doc["queued_at"])
+        by_pool: dict[str, list[OwnerBacklog]] = {}
+        for (pool, owner), times in groups.items():
+            by_pool.setdefault(pool, []).append(OwnerBacklog(owner, min(times), len(times)))
+        return by_pool
+
+    async def oldest_waiting(self, pool: str, owner: str, now: datetime, limit: int) -> list[Document]:
+        self.reads.append((pool, owner, limit))
+        mine = [d for d in self._ready(now) if d.get("pool") == pool and d["owner"] == owner]
+        ordered = sorted(mine, key=lambda d: (d["queued_at"], d["_id"]))
+        return [copy.deepcopy(d) for d in ordered[: max(limit, 0)]]
+
+    async def unstarted(self, sent_before: datetime) -> list[Document]:
+        return [
+            copy.deepcopy(d)
+            for d in self.docs.values()
+            if d.get("phase") == DISPATCHED
+            and d.get("state") == JobState.QUEUED.value
+            and "sent_at" in d
+            and d["sent_at"] <= sent_before
+        ]
 
     async def active_by_pool_and_owner(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}

@@ -137,8 +137,13 @@ class Subscription:
 class Bus:
     """Connection, topology, confirmed publishing and safe consuming."""
 
-    def __init__(self, url: str, service: str, *, handler_retries: int = 6) -> None:
+    def __init__(
+        self, url: str, service: str, *, handler_retries: int = 6, publish_timeout_s: float = 30.0
+    ) -> None:
         self._url = url
+        # A confirm that never comes (a channel half-closed mid-publish) must not hang the
+        # publisher forever: the outbox relay skips a document whose drain is in progress.
+        self._publish_timeout_s = publish_timeout_s
         self._service = service
         self._handler_retries = handler_retries
         self._connection: AbstractRobustConnection | None = None
@@ -226,12 +231,16 @@ class Bus:
             if to_queue is not None:
                 # mandatory: a command to a queue that does not exist yet is returned and
                 # raises, so the outbox keeps it instead of the broker dropping it.
-                await self._channel().default_exchange.publish(message, routing_key=to_queue, mandatory=True)
+                await self._channel().default_exchange.publish(
+                    message, routing_key=to_queue, mandatory=True, timeout=self._publish_timeout_s
+                )
             else:
                 if self._events is None:
                     raise RuntimeError("bus is not connected")
                 # An event nobody has bound a queue to yet is fine to lose: not mandatory.
-                await self._events.publish(message, routing_key=key, mandatory=False)
+                await self._events.publish(
+                    message, routing_key=key, mandatory=False, timeout=self._publish_timeout_s
+                )
         EVENTS_PUBLISHED.labels(key).inc()
 
     async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16) -> Subscription:

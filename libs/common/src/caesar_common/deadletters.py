@@ -26,6 +26,7 @@ SERVICE_QUEUES: tuple[str, ...] = (
     "api.job-states",
     "scheduler.events",
     "monitor.events",
+    "monitor.heartbeats",
     "accounting.events",
     "runner.cancels",
     runner_pool_queue("local"),

@@ -6,8 +6,14 @@ catalogues) builds its paths here, so the layout is written down once:
 
 * an upload: ``<data_root>/<owner>/<file_id>.<ext>``, streamed first into the hidden
   ``<data_root>/<owner>/.upload-<file_id>.part``;
-* a job directory: ``<jobs_root>/<owner>/<job_id>/``, holding the staged input (a link
-  named like the upload), the outputs, ``tmp/`` and ``manifest.json``;
+* a job directory: ``<jobs_root>/<owner>/<job_id>/``, and in it one directory per
+  attempt, ``attempts/<n>/``, holding the staged input (a link named like the upload),
+  the outputs, ``tmp/`` and ``manifest.json``. Attempts never share a directory: a slow
+  attempt wrongly presumed lost cannot delete or overwrite its retry's files, and the
+  api serves the directory of the attempt whose outcome it shows. The existence of
+  ``attempts/<m>`` for ``m > n`` fences attempt ``n`` (see :func:`superseding_attempt`).
+  Jobs run before per-attempt directories kept their files in the job directory itself;
+  readers fall back to it (:func:`legacy_outputs`);
 * the job's archive: ``<job_id>.tar.gz`` with every entry under ``<job_id>/``.
 
 Paths are made only of ids we generated (checked against :mod:`caesar_common.ids`), a
@@ -46,16 +52,20 @@ __all__ = [
     "ManifestStep",
     "archive_filename",
     "archive_root",
+    "attempt_dir",
+    "attempts_dir",
     "hidden_temp_name",
     "is_safe_extension",
     "job_dir",
     "job_file",
+    "legacy_outputs",
     "manifest_path",
     "owner_data_dir",
     "owner_jobs_dir",
     "private_temp_name",
     "read_manifest",
     "staged_input_name",
+    "superseding_attempt",
     "upload_path",
     "upload_temp_path",
     "write_manifest",
@@ -146,6 +156,43 @@ def owner_jobs_dir(jobs_root: Path, owner: str) -> Path:
 def job_dir(jobs_root: Path, owner: str, job_id: str) -> Path:
     """``<jobs_root>/<owner>/<job_id>``: everything one job reads and writes."""
     return owner_jobs_dir(jobs_root, owner) / _job_id(job_id)
+
+
+ATTEMPTS_DIR: Final = "attempts"
+
+
+def attempts_dir(jobs_root: Path, owner: str, job_id: str) -> Path:
+    """``<jobs_root>/<owner>/<job_id>/attempts``: one subdirectory per attempt."""
+    return job_dir(jobs_root, owner, job_id) / ATTEMPTS_DIR
+
+
+def attempt_dir(jobs_root: Path, owner: str, job_id: str, attempt: int) -> Path:
+    """``<jobs_root>/<owner>/<job_id>/attempts/<attempt>``: everything one attempt writes."""
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise LayoutError(f"{attempt!r} is not an attempt number")
+    return attempts_dir(jobs_root, owner, job_id) / str(attempt)
+
+
+def superseding_attempt(jobs_root: Path, owner: str, job_id: str, attempt: int) -> int | None:
+    """The highest attempt above ``attempt`` that has started, or ``None``.
+
+    An attempt's runner creates its directory before the first step; the scheduler only
+    dispatches attempt ``n + 1`` after giving up on attempt ``n``. So a higher attempt's
+    directory is the fence: attempt ``n`` must stop and must not publish. Directory
+    creation is atomic on every file system the jobs root may live on (NFS included),
+    unlike a read-modify-write counter.
+    """
+    try:
+        names = [entry.name for entry in os.scandir(attempts_dir(jobs_root, owner, job_id))]
+    except FileNotFoundError:
+        return None
+    higher = [int(n) for n in names if n.isdigit() and int(n) > attempt]
+    return max(higher) if higher else None
+
+
+def legacy_outputs(jobs_root: Path, owner: str, job_id: str) -> Path:
+    """Where jobs run before per-attempt directories kept their files: the job directory."""
+    return job_dir(jobs_root, owner, job_id)
 
 
 def manifest_path(job_directory: Path) -> Path:

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -31,6 +31,12 @@ log = get_logger(__name__)
 OUTBOX_PENDING = Gauge(
     "caesar_outbox_pending_documents",
     "Documents whose outbox still holds unpublished events",
+    ["collection"],
+)
+
+OUTBOX_FAILURES = Counter(
+    "caesar_outbox_publish_failures_total",
+    "Outbox documents the sweep could not publish while the broker was reachable",
     ["collection"],
 )
 
@@ -170,7 +176,15 @@ class OutboxRelay:
             for doc_id in ids:
                 if (collection.name, doc_id) in self._running:
                     continue
-                total += await self.publish_document(collection, doc_id)
+                try:
+                    total += await self.publish_document(collection, doc_id)
+                except Exception as exc:
+                    if not self._bus.is_connected:
+                        raise  # the broker is away: the whole sweep backs off
+                    # One bad document (an event that no longer validates, a command the
+                    # broker keeps returning) must not hold back every other outbox.
+                    OUTBOX_FAILURES.labels(collection.name).inc()
+                    log.error("outbox document not published; skipped", doc=str(doc_id), error=repr(exc))
         return total
 
     async def pending(self) -> int:

@@ -65,6 +65,7 @@ class ServiceRuntime(Generic[SettingsT]):
             duplicate_publish=settings.duplicate_publish,
         )
         self.ready = False
+        self.failure: BaseException | None = None
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
 
@@ -88,12 +89,35 @@ class ServiceRuntime(Generic[SettingsT]):
         await self.bus.connect()
         self.relay.start()
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        """Run a background loop that is cancelled at shutdown."""
+    def spawn(self, coro: Awaitable[Any], name: str, *, essential: bool = True) -> asyncio.Task[Any]:
+        """Run a background task that is cancelled at shutdown, and watch it.
+
+        An essential task (a heartbeat, a watchdog, a start-up resume) that ends with an
+        exception stops the service with a non-zero exit: a supervisor restarts it, rather
+        than a process that looks alive but silently no longer does its job.
+        """
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._background.append(task)
+        task.add_done_callback(lambda t: self._background_done(t, essential))
         return task
+
+    def _background_done(self, task: asyncio.Task[Any], essential: bool) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if essential:
+            log.error("essential background task failed; stopping", task=task.get_name(), error=repr(exc))
+            self.fail(exc)
+        else:
+            log.warning("background task failed", task=task.get_name(), error=repr(exc))
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the service because something it cannot live without failed (exit 1)."""
+        self.failure = exc
+        self._stop.set()
 
     async def is_ready(self) -> bool:
         return self.ready and self.bus.is_connected and await ping(self.db)
@@ -167,18 +191,19 @@ def run_service(
     setup_logging(name, settings.log_level, settings.log_json)
     setup_telemetry(name)
 
-    async def main() -> None:
+    async def main() -> int:
         runtime = ServiceRuntime(name, settings, indexes=indexes, outbox_collections=outbox_collections)
         web_app = app if app is not None else web.Application()
         add_operational_routes(web_app, runtime)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.request_stop)
-        runner = web.AppRunner(web_app, access_log=None)
+        runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=settings.http_shutdown_grace_s)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
         log.info("listening", host=settings.http_host, port=settings.http_port)
+        http_stopped = False
         try:
             connecting = asyncio.ensure_future(_start(runtime, build))
             stopping = asyncio.ensure_future(runtime.wait_stopped())
@@ -189,14 +214,28 @@ def run_service(
             else:
                 connecting.cancel()
             log.info("stopping")
+            runtime.ready = False
+            # Orderly: first the HTTP server (no new requests; those in flight, such as an
+            # upload, finish within the grace while the broker and database are still
+            # there), then the service's own drain (a runner's jobs), then consumers, the
+            # outbox flush and the clients (runtime.shutdown).
+            await runner.cleanup()
+            http_stopped = True
             if on_shutdown is not None:
                 await on_shutdown(runtime)
             await runtime.shutdown()
         finally:
-            await runner.cleanup()
+            if not http_stopped:
+                await runner.cleanup()
+        if runtime.failure is not None:
+            log.error("stopped after a failure", error=repr(runtime.failure))
+            return 1
         log.info("stopped")
+        return 0
 
-    asyncio.run(main())
+    code = asyncio.run(main())
+    if code:
+        raise SystemExit(code)
 
 
 async def _start(

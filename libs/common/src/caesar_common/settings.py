@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", title="HTTP bind address")
     http_port: int = Field(8080, title="HTTP port (health, readiness, metrics; the API itself for api)")
+    http_shutdown_grace_s: float = Field(
+        30.0, title="At SIGTERM, how long requests in flight (an upload) may take to finish"
+    )
     log_level: str = Field("INFO", title="Log level")
     log_json: bool = Field(True, title="JSON logs (set false for console-friendly logs)")
     data_root: Path = Field(Path("/var/lib/caesar/data"), title="Root of uploaded files")

@@ -1,8 +1,9 @@
 """One plain async function per message type, and the table that routes them.
 
 Each is idempotent by construction: the repositories write each fact once (guarded on
-its field being unset), and the use cases in :mod:`caesar_accounting.service` count a
-metric only when their write was the first.
+its field being unset, or on the revision the decision was made from), and the use
+cases in :mod:`caesar_accounting.service` count a metric only when their write was the
+first.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
 from caesar_accounting.service.usage import (
     record_deletion,
-    record_outcome,
+    record_state,
     record_upload,
     refresh_bytes_stored,
 )
@@ -41,7 +42,7 @@ async def on_job_submitted(message: JobSubmitted, envelope: Envelope, deps: Acco
 
 
 async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: AccountingDeps) -> None:
-    await record_outcome(message, deps.jobs)
+    await record_state(message, deps.jobs)
 
 
 async def on_file_uploaded(message: FileUploaded, envelope: Envelope, deps: AccountingDeps) -> None:

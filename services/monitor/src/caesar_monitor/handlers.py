@@ -17,7 +17,8 @@ from caesar_common.events import (
 from caesar_common.message_router import HandlerTable
 from caesar_monitor.domain.timeline import Step, cancel_entry, state_entry, submitted_entry
 from caesar_monitor.service.deps import MonitorDeps
-from caesar_monitor.service.gauges import observe_heartbeat, refresh_gauges
+from caesar_monitor.service.gauges import refresh_gauges
+from caesar_monitor.service.heartbeats import observe_heartbeat
 from caesar_monitor.service.timelines import record_event
 
 

@@ -7,11 +7,13 @@ its executor (from ``CAESAR_EXECUTOR``), the consumers and the periodic loops.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from pymongo import IndexModel
 
+from caesar_common.apps import get_app
+from caesar_common.apps.base import App
 from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
 from caesar_runner.adapters.claims import CANCELS, CLAIMS, INDEXES, Claims
@@ -34,11 +36,21 @@ def runner_config(settings: RunnerSettings, bin_dir: Path | None = None) -> Runn
         data_root=settings.data_root,
         jobs_root=settings.jobs_root,
         bin_dir=bin_dir or Path(sys.executable).parent,
+        self_fence_s=settings.self_fence_s,
+        fence_poll_interval_s=settings.fence_poll_interval_s,
+        record_running_timeout_s=settings.record_running_timeout_s,
     )
 
 
-async def build(runtime: ServiceRuntime[RunnerSettings], executor: Executor | None = None) -> JobRunner:
-    """Wire a runner onto a connected runtime and start it; returns it (tests drive it)."""
+async def build(
+    runtime: ServiceRuntime[RunnerSettings],
+    executor: Executor | None = None,
+    find_app: Callable[[str], App | None] = get_app,
+) -> JobRunner:
+    """Wire a runner onto a connected runtime and start it; returns it (tests drive it).
+
+    ``find_app`` is the app registry lookup; tests pass one that also knows test apps.
+    """
     settings = runtime.settings
     config = runner_config(settings)
     if executor is None:
@@ -48,7 +60,7 @@ async def build(runtime: ServiceRuntime[RunnerSettings], executor: Executor | No
     def kick(claim_key: str) -> None:
         runtime.relay.kick(claims.collection, claim_key)
 
-    runner = JobRunner(config, claims, kick, runtime.bus.publish, executor)
+    runner = JobRunner(config, claims, kick, runtime.bus.publish, executor, find_app=find_app)
     runner.subscription = await start_consumers(runtime.bus, runner)
     runtime.spawn(
         run_every(settings.heartbeat_interval_s, runner.send_heartbeat, "heartbeat", first_after_s=0),
@@ -57,8 +69,19 @@ async def build(runtime: ServiceRuntime[RunnerSettings], executor: Executor | No
     runtime.spawn(
         run_every(settings.cancel_poll_interval_s, runner.apply_recorded_cancels, "cancels"), "cancels"
     )
+    runtime.spawn(run_every(SELF_FENCE_CHECK_S, _self_fence_check(runner), "self-fence"), "self-fence")
     runtime.spawn(runner.resume_claims(), "resume")
     return runner
+
+
+SELF_FENCE_CHECK_S = 1.0
+
+
+def _self_fence_check(runner: JobRunner) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        runner.check_self_fence()
+
+    return check
 
 
 class RunnerProcess:

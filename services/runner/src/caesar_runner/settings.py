@@ -31,6 +31,20 @@ class RunnerSettings(ServiceSettings):
         description="How long running jobs may finish at shutdown before they are handed back for retry.",
     )
     kill_grace_s: float = Field(10.0, title="SIGTERM to SIGKILL delay when stopping a job")
+    self_fence_s: float = Field(
+        20.0,
+        title="Stop running jobs after this long without a heartbeat sent or the database reached",
+        description="Shorter than the monitor's runner timeout (30 s by default): a runner cut off "
+        "from the broker or the database stops its local jobs (reported retryable once it can) "
+        "before the monitor gives up on it and the scheduler starts the next attempt elsewhere. "
+        "Executors whose jobs outlive the runner (Slurm) are not fenced this way.",
+    )
+    fence_poll_interval_s: float = Field(
+        2.0, title="How often a running attempt checks that no later attempt of its job has started"
+    )
+    record_running_timeout_s: float = Field(
+        30.0, title="How long recording RUNNING may be retried before the job's processes are killed"
+    )
     max_open_files: int = Field(4096, title="RLIMIT_NOFILE of job processes")
     max_file_size_bytes: int = Field(64 * 2**30, title="RLIMIT_FSIZE of job processes")
     executor: Literal["local", "slurm"] = Field(

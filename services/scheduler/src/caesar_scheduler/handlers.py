@@ -21,6 +21,7 @@ from caesar_common.message_router import HandlerTable
 from caesar_scheduler.domain.capacity import CapacityTable, RunnerSeen
 from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.routing import PoolRule
+from caesar_scheduler.domain.start import StartPolicy
 from caesar_scheduler.service.admission import admit, cancel_waiting
 from caesar_scheduler.service.ports import JobStore, Kick
 from caesar_scheduler.service.progress import track_state
@@ -39,6 +40,9 @@ class SchedulerDeps:
     rules: Sequence[PoolRule] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_active_per_user: int = 0
+    fetch_per_owner: int = 0
+    """Bound on one owner's jobs read per dispatch round (0: none)."""
+    start: StartPolicy = field(default_factory=StartPolicy)
 
 
 async def on_job_submitted(msg: JobSubmitted, envelope: Envelope, deps: SchedulerDeps) -> None:

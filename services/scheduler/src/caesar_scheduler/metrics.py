@@ -1,4 +1,4 @@
-"""Prometheus metrics of the scheduler (dispatches, and per pool what waits and what is free)."""
+"""Prometheus metrics of the scheduler: dispatches, re-sends, and per pool what waits and what is free."""
 
 from __future__ import annotations
 
@@ -7,3 +7,13 @@ from prometheus_client import Counter, Gauge
 DISPATCHES = Counter("caesar_scheduler_dispatches_total", "RunJob commands sent", ["pool"])
 WAITING_JOBS = Gauge("caesar_scheduler_waiting_jobs", "Admitted jobs waiting for a runner slot", ["pool"])
 FREE_SLOTS = Gauge("caesar_scheduler_free_slots", "Runner slots not taken by dispatched jobs", ["pool"])
+START_RESENDS = Counter(
+    "caesar_scheduler_start_resends_total",
+    "RunJob commands sent again because no runner reported STARTED within the start timeout",
+    ["pool"],
+)
+NEVER_STARTED = Counter(
+    "caesar_scheduler_never_started_total",
+    "Attempts failed (retryable) because no runner started them after every re-send",
+    ["pool"],
+)

@@ -36,6 +36,34 @@ class SchedulerSettings(ServiceSettings):
         ),
         ge=0,
     )
+    dispatch_fetch_per_owner: int = Field(
+        100,
+        ge=0,
+        title="Jobs of one owner read per dispatch round",
+        description=(
+            "A round reads, per owner that could get a slot, at most min(free slots, the "
+            "owner's remaining cap, this) of their oldest waiting jobs; the rest wait a round. "
+            "0: no bound beyond free slots and cap."
+        ),
+    )
+    start_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        title="Start timeout",
+        description=(
+            "A dispatched job that no runner reported STARTED this long after its RunJob was "
+            "sent gets the same command again (checked every quarter of this)."
+        ),
+    )
+    max_start_resends: int = Field(
+        3,
+        ge=0,
+        title="Re-sends of a RunJob never started",
+        description=(
+            "After this many re-sends without a STARTED the attempt fails as retryable "
+            "('never started'), and the retry policy decides (new attempt or ABORTED)."
+        ),
+    )
     max_attempts: int = Field(
         3,
         title="Attempts per job",

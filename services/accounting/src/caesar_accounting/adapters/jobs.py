@@ -1,9 +1,12 @@
-"""The ``job_usage`` collection: one document per job, written at most twice.
+"""The ``job_usage`` collection: one document per job.
 
 Document: ``{_id: job_id, owner, app, day, submitted_at, outcome, attempt, wall_s,
-cpu_s, peak_rss_bytes, output_bytes, finished_at}``. The submission and the final
-outcome are each written once, by a write guarded on their field being unset, so the
-order in which the two events arrive does not matter.
+cpu_s, peak_rss_bytes, output_bytes, finished_at, position: {attempt, state},
+attempts: {"<n>": {state, retryable, cpu_s, wall_s}}, rev}``. The submission is written
+once, guarded on ``submitted_at`` being unset. State events are written by a
+compare-and-set on ``rev`` (the revision the decision was made from), so the outcome,
+set when ``position`` becomes final, is written once, and two writers never lose an
+attempt. The two kinds of write touch different fields, so their order does not matter.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from caesar_accounting.domain.usage import FinalOutcome, day_of
+from caesar_accounting.domain.usage import UsageChange, day_of
 from caesar_common.events import JobSubmitted
 from caesar_common.store import Document, guarded_upsert
 
@@ -30,6 +33,7 @@ _REPORT_FIELDS = {
     "peak_rss_bytes": 1,
     "output_bytes": 1,
     "finished_at": 1,
+    "attempts": 1,
 }
 
 
@@ -56,12 +60,17 @@ class JobUsageRepository:
             },
         )
 
-    async def record_outcome(self, outcome: FinalOutcome) -> bool:
-        """Record the final outcome unless one is recorded; ``True`` if this call did it."""
+    async def apply(self, job_id: str, owner: str, app: str, revision: int, change: UsageChange) -> bool:
+        """Write ``change`` if the document is still at ``revision``; ``True`` if this call did.
+
+        ``rev`` is ``$set`` rather than ``$inc``ed: an upsert copies the guard's
+        ``rev: None`` into the new document, and ``$inc`` refuses a null.
+        """
+        guard = revision if revision else None
         return await guarded_upsert(
             self.collection,
-            {"_id": outcome.job_id, "outcome": None},
-            {"$set": {"owner": outcome.owner, "app": outcome.app, **outcome.fields()}},
+            {"_id": job_id, "rev": guard},
+            {"$set": {"owner": owner, "app": app, **change.fields(), "rev": revision + 1}},
         )
 
     async def of_owner(self, owner: str) -> list[Document]:

@@ -2,9 +2,17 @@
 
 Reports are computed when read, from documents keyed by job and file id, so a fact can
 only be counted once however many times its event was delivered. Jobs without a final
-outcome are *active* (pending or running: accounting does not follow intermediate
-states). Jobs belong to the day they were submitted, files to the day they were
-uploaded; a file counts towards storage until it is deleted.
+outcome are *active* (pending, queued or running). Jobs belong to the day they were
+submitted, files to the day they were uploaded; a file counts towards storage until it
+is deleted.
+
+The job figures that existed before accounting kept attempts (``wall_s``, ``cpu_s``
+...) keep their meaning: the counted outcome's attempt. What the other attempts used
+(lost with their runner, superseded by a retry, handed back) is real usage too, so it
+is reported beside them, never mixed in: ``attempts`` counts every attempt that ended,
+``lost_attempts`` those that are not the counted outcome's (for an active job, every
+attempt that ended so far), and ``cpu_s_lost_attempts``/``wall_s_lost_attempts`` their
+seconds. Documents written before attempts were kept count their outcome's attempt only.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from caesar_accounting.domain.usage import day_of
+from caesar_accounting.domain.usage import day_of, held_attempts
 from caesar_common.jobstate import JobState
 
 Doc = Mapping[str, Any]
@@ -46,20 +54,37 @@ class UsageSummary:
     output_bytes: int = 0
     nfiles: int = 0
     bytes_stored: int = 0
+    attempts: int = 0
+    lost_attempts: int = 0
+    cpu_s_lost_attempts: float = 0.0
+    wall_s_lost_attempts: float = 0.0
 
     def add_job(self, doc: Doc) -> None:
         self.njobs += 1
         outcome = doc.get("outcome")
-        if outcome is None:
+        counted = int(doc.get("attempt") or 1) if outcome is not None else None
+        attempts = held_attempts(doc)
+        for number, usage in attempts.items():
+            self.attempts += 1
+            if number != counted:
+                self.lost_attempts += 1
+                self.cpu_s_lost_attempts += usage.cpu_s or 0.0
+                self.wall_s_lost_attempts += usage.wall_s or 0.0
+        if outcome is None or counted is None:
             self.njobs_active += 1
             return
+        if counted not in attempts:
+            self.attempts += 1  # a document from before attempts were kept
         counter = OUTCOME_COUNTERS[JobState(outcome)]
         setattr(self, counter, getattr(self, counter) + 1)
-        wall = float(doc.get("wall_s") or 0.0)
+        # The outcome event's figures, as before; when it measured nothing (an ABORTED
+        # closing a provisional failure), its attempt's earlier verdict did.
+        own = attempts.get(counted)
+        wall = _first_known(doc.get("wall_s"), own.wall_s if own else None)
         self.wall_s += wall
         if outcome == JobState.SUCCESS.value:
             self.wall_s_completed += wall
-        self.cpu_s += float(doc.get("cpu_s") or 0.0)
+        self.cpu_s += _first_known(doc.get("cpu_s"), own.cpu_s if own else None)
         self.peak_rss_bytes = max(self.peak_rss_bytes, int(doc.get("peak_rss_bytes") or 0))
         self.output_bytes += int(doc.get("output_bytes") or 0)
 
@@ -74,6 +99,11 @@ class UsageSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "avg_completed_wall_s": self.avg_completed_wall_s}
+
+
+def _first_known(*values: Any) -> float:
+    """The first value that is not ``None``, as seconds (0 when none is)."""
+    return next((float(v) for v in values if v is not None), 0.0)
 
 
 def unique(docs: Iterable[Doc]) -> list[Doc]:

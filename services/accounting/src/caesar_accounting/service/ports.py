@@ -9,20 +9,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from caesar_accounting.domain.usage import FinalOutcome
+from caesar_accounting.domain.usage import UsageChange
 from caesar_common.events import FileDeleted, FileUploaded, JobSubmitted
 from caesar_common.store import Document
 
 
 class JobUsageStore(Protocol):
-    """One document per job, written at most twice (submission, final outcome)."""
+    """One document per job: its submission, the api's position, outcome and attempts."""
 
     async def get(self, job_id: str) -> Document | None: ...
 
     async def record_submission(self, message: JobSubmitted) -> bool: ...
 
-    async def record_outcome(self, outcome: FinalOutcome) -> bool:
-        """``True`` only for the call that recorded the outcome first."""
+    async def apply(self, job_id: str, owner: str, app: str, revision: int, change: UsageChange) -> bool:
+        """Write ``change`` if the document is still at ``revision`` (0: none or unversioned).
+
+        ``True`` only for the call that wrote it; ``False`` means another writer moved the
+        document since it was read, and the caller decides again on a fresh read.
+        """
         ...
 
     async def of_owner(self, owner: str) -> list[Document]: ...

@@ -5,24 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 
 from caesar_accounting import metrics
-from caesar_accounting.domain.usage import FinalOutcome, recorded_position, should_record
+from caesar_accounting.domain.usage import UsageChange, plan_change
 from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
 from caesar_common.events import FileDeleted, FileUploaded, JobStateChanged
 
+RACE_TRIES = 10
 
-async def record_outcome(message: JobStateChanged, jobs: JobUsageStore) -> FinalOutcome | None:
-    """Account a final outcome once; retryable failures and repeats change nothing.
 
-    Returns the outcome when this call recorded it (and counted it in the metrics).
+class UsageRaceError(RuntimeError):
+    """Another writer kept changing the job's usage; the bus retries the event later."""
+
+
+async def record_state(message: JobStateChanged, jobs: JobUsageStore) -> UsageChange | None:
+    """Follow the job's position, record its outcome once, and each attempt's usage once.
+
+    Returns the change this call wrote (``None`` for a duplicate or a late event). The
+    write is guarded on the revision read, so two replicas handling events of one job
+    never lose one: the loser re-reads and decides again. The outcome metrics move only
+    for the write that recorded the outcome, so redeliveries never inflate them.
     """
-    held = recorded_position(await jobs.get(message.job_id))
-    if not should_record(message, held):
-        return None
-    outcome = FinalOutcome.of(message)
-    if not await jobs.record_outcome(outcome):
-        return None
-    metrics.count_outcome(outcome)
-    return outcome
+    for _ in range(RACE_TRIES):
+        doc = await jobs.get(message.job_id)
+        change = plan_change(doc, message)
+        if change is None:
+            return None
+        revision = int((doc or {}).get("rev") or 0)
+        if await jobs.apply(message.job_id, message.owner, message.app, revision, change):
+            if change.outcome is not None:
+                metrics.count_outcome(change.outcome)
+            return change
+    raise UsageRaceError(f"job {message.job_id} kept changing while accounting an event")
 
 
 async def record_upload(message: FileUploaded, files: FileUsageStore) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 from caesar_api.adapters.job_files import load_manifest
 from caesar_api.service.jobs import owned_job
 from caesar_api.service.ports import JobStore
-from caesar_common.ids import safe_owner
 from caesar_common.jobstate import JobState, is_terminal
+from caesar_common.layout import attempt_dir, legacy_outputs, manifest_path
 from caesar_common.store import Document
 
 
@@ -45,8 +45,18 @@ class JobNotEnded(Exception):
 
 
 def job_dir(jobs_root: Path, job: Document) -> Path:
-    """Where the runner wrote the job's files (owner validated as a path component)."""
-    return jobs_root / safe_owner(str(job["owner"])) / str(job["_id"])
+    """The directory of the attempt whose outcome the job shows (blocking: call in a thread).
+
+    Each attempt writes its own directory, so the files served always belong to the
+    outcome shown, never to a slower attempt that was superseded. Jobs that ran before
+    per-attempt directories kept their files in the job directory itself.
+    """
+    owner, job_id = str(job["owner"]), str(job["_id"])
+    current = attempt_dir(jobs_root, owner, job_id, int(job.get("attempt") or 1))
+    if current.is_dir():
+        return current
+    legacy = legacy_outputs(jobs_root, owner, job_id)
+    return legacy if manifest_path(legacy).is_file() else current
 
 
 async def ended_job(
@@ -56,7 +66,7 @@ async def ended_job(
     job = await owned_job(jobs, owner, job_id, admin=admin)
     if not is_terminal(JobState(job["state"])):
         raise JobNotEnded(job)
-    return job, job_dir(jobs_root, job)
+    return job, await asyncio.to_thread(job_dir, jobs_root, job)
 
 
 async def job_outputs(

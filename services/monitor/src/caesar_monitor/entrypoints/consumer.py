@@ -1,18 +1,31 @@
-"""The ``monitor.events`` queue and its bus handler (lag metric, then the message router)."""
+"""The monitor's queues and their bus handler (lag metric, then the message router).
+
+Heartbeats have a queue of their own: on ``monitor.events`` they waited behind every job
+event, so a backlog of job events made a healthy runner look silent to the watchdog.
+Both queues share one handler table; each is consumed on its own channel.
+
+An existing ``monitor.events`` keeps the ``runner.heartbeat`` binding of earlier
+versions (the bus only adds bindings); ``bootstrap`` removes it at start. Until then a
+heartbeat may also arrive there, late: it is older than the one stored from
+``monitor.heartbeats`` and changes nothing.
+"""
 
 from __future__ import annotations
 
 from caesar_common.bus import Handler, QueueSpec
-from caesar_common.events import Envelope
+from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_common.message_router import route_by_type
 from caesar_monitor import metrics
 from caesar_monitor.handlers import HANDLERS
 from caesar_monitor.service.deps import MonitorDeps
 
+HEARTBEAT_KEY = RunnerHeartbeat.type_name
+
 MONITOR_QUEUE = QueueSpec(
     "monitor.events",
-    bindings=("job.submitted", "job.state.*", "job.cancel_requested", "runner.heartbeat"),
+    bindings=("job.submitted", "job.state.*", "job.cancel_requested"),
 )
+HEARTBEAT_QUEUE = QueueSpec("monitor.heartbeats", bindings=(HEARTBEAT_KEY,))
 
 
 def events_handler(deps: MonitorDeps) -> Handler:

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from caesar_common.events import RunnerHeartbeat
 from caesar_monitor import metrics
 from caesar_monitor.service.ports import RunnerStore, TimelineStore
-
-
-async def observe_heartbeat(
-    runners: RunnerStore, heartbeat: RunnerHeartbeat, now: datetime, runner_timeout_s: float
-) -> None:
-    """Store the heartbeat (unless a newer one is stored), then refresh the slot gauges."""
-    await runners.record(heartbeat, now)
-    await refresh_runner_slots(runners, now, runner_timeout_s)
 
 
 async def refresh_runner_slots(runners: RunnerStore, now: datetime, runner_timeout_s: float) -> None:
@@ -26,6 +17,15 @@ async def refresh_runner_slots(runners: RunnerStore, now: datetime, runner_timeo
 async def refresh_gauges(
     timelines: TimelineStore, runners: RunnerStore, now: datetime, runner_timeout_s: float
 ) -> None:
-    """Recount jobs by state (one indexed count each) and the live runners' slots."""
+    """Recount jobs by state (one indexed count each) and the live runners' slots.
+
+    Runners silent for a day are forgotten here too: every restart has a new runner id,
+    so the collection would otherwise grow for as long as the deployment lives. A job
+    still pointing at one is judged from its own start, as for any silent runner.
+    """
     metrics.set_job_counts(await timelines.count_by_state())
+    await runners.forget_silent(now - FORGET_RUNNERS_AFTER)
     await refresh_runner_slots(runners, now, runner_timeout_s)
+
+
+FORGET_RUNNERS_AFTER = timedelta(days=1)

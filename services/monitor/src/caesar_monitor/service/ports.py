@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from caesar_common.events import RunnerHeartbeat
 from caesar_common.jobstate import JobPosition, JobState
 from caesar_common.store import Document
+from caesar_monitor.domain.liveness import RunnerReport
 from caesar_monitor.domain.timeline import Entry
 
 Kick = Callable[[str], None]
@@ -47,10 +48,21 @@ class TimelineStore(Protocol):
 
 
 class RunnerStore(Protocol):
-    """The latest heartbeat of every runner."""
+    """The latest heartbeat of every runner, and the attempts its heartbeats reported."""
 
-    async def record(self, heartbeat: RunnerHeartbeat, received_at: datetime) -> bool: ...
+    async def report(self, runner_id: str) -> RunnerReport | None: ...
 
-    async def last_seen(self, runner_ids: Iterable[str]) -> dict[str, datetime]: ...
+    async def record(
+        self, heartbeat: RunnerHeartbeat, report: RunnerReport, *, replaces: datetime | None
+    ) -> bool:
+        """Store ``heartbeat``'s slots and ``report`` while the stored heartbeat is still
+        the one sent at ``replaces`` (``None``: none stored); ``False`` if it is not."""
+        ...
+
+    async def reports(self, runner_ids: Iterable[str]) -> dict[str, RunnerReport]: ...
 
     async def slots_by_pool(self, alive_since: datetime) -> dict[str, tuple[int, int]]: ...
+
+    async def forget_silent(self, silent_since: datetime) -> int:
+        """Delete runners not heard from since ``silent_since``; return how many."""
+        ...

@@ -4,7 +4,9 @@ The verdicts are pure (:mod:`caesar_monitor.domain.liveness`); this module reads
 they need and writes each ending as one guarded update that sets the new state, appends
 the timeline entry and stores the ``JobStateChanged`` in the document's outbox, then asks
 the relay to publish it. If the job moved meanwhile (its runner reported after all), the
-guard fails and nothing is emitted.
+guard fails and nothing is emitted. The same guard gives one verdict per attempt when
+several monitor replicas sweep at once: both may judge the attempt lost, but only the
+first write finds it still at the position both read.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ async def sweep(deps: MonitorDeps) -> list[Verdict]:
     jobs = [ActiveJob.of(doc) for doc in await deps.timelines.executing()]
     if not jobs:
         return []
-    last_seen = await deps.runners.last_seen(j.runner_id for j in jobs if j.runner_id)
+    runners = await deps.runners.reports(j.runner_id for j in jobs if j.runner_id)
     verdicts = judge(
         jobs,
-        last_seen,
+        runners,
         now=now,
         runner_timeout_s=deps.settings.runner_timeout_s,
         wall_time_grace_s=deps.settings.wall_time_grace_s,

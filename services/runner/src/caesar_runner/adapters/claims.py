@@ -61,6 +61,12 @@ class Claims:
             query["pool"] = pool
         return [d async for d in self.collection.find(query) if "command" in d]
 
+    async def unpublished(self, runner_id: str) -> list[tuple[str, int]]:
+        cursor = self.collection.find(
+            {"outbox_pending": True, "runner_id": runner_id}, {"job_id": 1, "attempt": 1}
+        )
+        return [(d["job_id"], int(d["attempt"])) async for d in cursor]
+
     async def record_cancel(self, job_id: str) -> None:
         await self._cancels.update_one(
             {"_id": job_id}, {"$setOnInsert": {"requested_at": datetime.now(UTC)}}, upsert=True

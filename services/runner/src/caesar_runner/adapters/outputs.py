@@ -9,11 +9,27 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from caesar_common.events import OutputFile
+from caesar_common.layout import attempt_dir, attempts_dir, job_dir
+
+PRIVATE_DIR_MODE = 0o750
+
+
+def prepare_attempt_dir(jobs_root: Path, owner: str, job_id: str, attempt: int) -> Path:
+    """Create ``<job>/attempts/<n>`` with every level private (no access for other users).
+
+    ``mkdir(parents=True)`` gives the parents it creates the default mode, so each level
+    is made explicitly: a job's data may be proprietary.
+    """
+    for directory in (job_dir(jobs_root, owner, job_id), attempts_dir(jobs_root, owner, job_id)):
+        directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    attempt_directory = attempt_dir(jobs_root, owner, job_id, attempt)
+    attempt_directory.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
+    return attempt_directory
 
 
 def stage_input(source: Path, job_dir: Path) -> Path:
     """Link the input into the job directory so finders write their side files there."""
-    job_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    job_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     target = job_dir / source.name
     # Another attempt of the same job (its runner wrongly presumed lost) may link it first.
     with contextlib.suppress(FileExistsError):

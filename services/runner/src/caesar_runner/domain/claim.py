@@ -18,6 +18,7 @@ from caesar_common.jobstate import JobState
 from caesar_runner.executors.base import ExecutionResult
 
 HANDED_BACK = "the runner stopped before the job finished; handed back for retry"
+SELF_FENCED = "the runner was cut off from the broker or the database; stopped for retry elsewhere"
 CANCELED_BY_USER = "canceled by the user"
 
 
@@ -106,14 +107,42 @@ def claim_document(
     }
 
 
-def reported_result(result: ExecutionResult, *, handed_back: bool) -> ExecutionResult:
-    """The outcome to report: a job stopped by our own shutdown is ours to retry.
+@dataclass(frozen=True)
+class AttemptFate:
+    """What happened to an attempt besides its executor's outcome (set while it ran)."""
 
-    The executor sees a shutdown as a cancel; the user did not ask for it, so it is a
-    retryable failure, and the scheduler starts a new attempt elsewhere.
+    superseded_by: int | None = None
+    """A later attempt of the job started: this one was fenced off."""
+    unrecorded: str = ""
+    """Why RUNNING could not be recorded (the processes were killed for it)."""
+    handed_back: str = ""
+    """Why the runner stopped it at shutdown (a job that finished anyway keeps its outcome)."""
+    abandoned: str = ""
+    """Why the runner gave the attempt up (self-fencing): whatever the processes did, the
+    attempt may already be presumed lost and retried elsewhere, so it is never a success."""
+
+
+def reported_result(result: ExecutionResult, fate: AttemptFate) -> ExecutionResult:
+    """The outcome to report for an attempt, given what happened to it.
+
+    - Superseded: a later attempt owns the job now; this one's outcome is withdrawn (not
+      retryable: the scheduler has moved on, and every projection ranks it lower).
+    - RUNNING not recorded: we killed the processes rather than run unobserved; our
+      failure, so retryable.
+    - Abandoned (self-fencing): cut off long enough to be presumed lost; a retryable
+      failure whatever the processes did, so a retry elsewhere never meets a success.
+    - Handed back (shutdown): the executor saw a cancel the user did not ask for; a
+      retryable failure, so the scheduler starts a new attempt elsewhere.
     """
-    if handed_back and result.state is JobState.CANCELED:
-        return replace(result, state=JobState.FAILURE, reason=HANDED_BACK, retryable=True)
+    if fate.superseded_by is not None:
+        reason = f"superseded by attempt {fate.superseded_by}; outputs withdrawn"
+        return replace(result, state=JobState.FAILURE, reason=reason, retryable=False)
+    if fate.unrecorded:
+        return replace(result, state=JobState.FAILURE, reason=fate.unrecorded, retryable=True)
+    if fate.abandoned:
+        return replace(result, state=JobState.FAILURE, reason=fate.abandoned, retryable=True)
+    if fate.handed_back and result.state is JobState.CANCELED:
+        return replace(result, state=JobState.FAILURE, reason=fate.handed_back, retryable=True)
     return result
 
 

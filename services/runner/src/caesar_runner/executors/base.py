@@ -33,6 +33,10 @@ class JobSpec:
     wall_time_s: int
     cores: int
     memory_mb: int
+    before_step: Callable[[], bool] | None = None
+    """Asked before each step starts; ``False`` stops the attempt as canceled (fenced:
+    a later attempt of the job has started). Executors that submit every step at once
+    (Slurm) rely on the cancel event instead."""
 
 
 @dataclass(frozen=True)

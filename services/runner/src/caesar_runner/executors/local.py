@@ -119,6 +119,8 @@ class LocalExecutor:
             return ExecutionResult(state, exit_code, time.monotonic() - started, cpu_s, peak_rss, reason)
 
         for index, step in enumerate(spec.steps):
+            if spec.before_step is not None and not spec.before_step():
+                cancel.set()
             if cancel.is_set():
                 return result(JobState.CANCELED, None, "canceled by the user")
             try:

@@ -13,6 +13,8 @@ What to decide is pure (:mod:`caesar_runner.domain.claim`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,11 +34,26 @@ from caesar_common.events import (
     RunningJobRef,
 )
 from caesar_common.jobstate import JobState
-from caesar_common.layout import MANIFEST_NAME, LayoutError, job_dir, upload_path, write_manifest
+from caesar_common.layout import (
+    MANIFEST_NAME,
+    LayoutError,
+    job_dir,
+    superseding_attempt,
+    upload_path,
+    write_manifest,
+)
 from caesar_common.logging import get_logger
 from caesar_common.outbox import envelope_for
-from caesar_runner.adapters.outputs import describe_outputs, remove_outputs, stage_input
+from caesar_runner.adapters.outputs import (
+    describe_outputs,
+    prepare_attempt_dir,
+    remove_outputs,
+    stage_input,
+)
 from caesar_runner.domain.claim import (
+    HANDED_BACK,
+    SELF_FENCED,
+    AttemptFate,
     ClaimFacts,
     attempt_key,
     claim_document,
@@ -48,6 +65,7 @@ from caesar_runner.domain.manifest import build_manifest
 from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
 from caesar_runner.finalize import finalize_step, read_record
 from caesar_runner.service.ports import ClaimStore, Kick, PausableConsumer, Publish
+from caesar_runner.service.retries import retry_until_done
 
 log = get_logger(__name__)
 SOURCE = "runner"
@@ -59,8 +77,14 @@ SLOTS = Gauge("caesar_runner_process_slots", "Job slots of this runner process",
 class RunningAttempt:
     message: RunJob
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    handback: bool = False  # stopped by a runner shutdown, not by the user
+    fate: AttemptFate = field(default_factory=AttemptFate)
     task: asyncio.Task[None] | None = None
+
+    def stop(self, **fate: Any) -> None:
+        """Stop the attempt's processes, recording why (the first reason wins)."""
+        if self.fate == AttemptFate():
+            self.fate = AttemptFate(**fate)
+        self.cancel.set()
 
     @property
     def key(self) -> str:
@@ -75,6 +99,10 @@ class RunnerConfig:
     data_root: Path
     jobs_root: Path
     bin_dir: Path
+    self_fence_s: float | None = None
+    """Stop local jobs after this long cut off from the broker or the database (None: never)."""
+    fence_poll_interval_s: float = 2.0
+    record_running_timeout_s: float = 30.0
 
 
 class JobRunner:
@@ -88,9 +116,13 @@ class JobRunner:
         publish: Publish,
         executor: Executor,
         find_app: Callable[[str], App | None] = get_app,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._find_app = find_app
+        self._clock = clock
+        self._last_beat_sent = clock()
+        self._last_database_reached = clock()
         self._claims = claims
         self._kick = kick
         self._publish = publish
@@ -193,15 +225,17 @@ class JobRunner:
         except Exception as exc:
             log.exception("job execution failed", job_id=msg.job_id)
             result, outputs = runner_error(exc), []
-        result = reported_result(result, handed_back=job.handback)
+        result = reported_result(result, job.fate)
         try:
             await self._finish(job, result, outputs)
         finally:
             self.running.pop(job.key, None)
             self._free.release()
-            await self._adjust_consumer()
+            with contextlib.suppress(Exception):  # the channel may be gone; the next change retries
+                await self._adjust_consumer()
 
     async def _finish(self, job: RunningAttempt, result: ExecutionResult, outputs: list[OutputFile]) -> None:
+        """Record the outcome (retried until the database takes it: a lost write is a lost result)."""
         msg = job.message
         event = self._event(
             msg,
@@ -220,18 +254,45 @@ class JobRunner:
             "finished_at": datetime.now(UTC),
             "reason": result.reason,
         }
-        for expect in (JobState.RUNNING.value, JobState.STARTED.value):
-            if await self._claims.update(job.key, expect, changes, [event]):
-                self._kick(job.key)
-                break
+
+        async def record() -> bool:
+            for expect in (JobState.RUNNING.value, JobState.STARTED.value):
+                if await self._claims.update(job.key, expect, changes, [event]):
+                    return True
+            return False
+
+        if await retry_until_done(record, what="terminal state", job_id=msg.job_id):
+            self._kick(job.key)
         log.info("job finished", job_id=msg.job_id, state=result.state.value, exit_code=result.exit_code)
+
+    def _fenced(self, job: RunningAttempt) -> bool:
+        """Whether a later attempt of the job has started; if so, stop this one for good."""
+        msg = job.message
+        later = superseding_attempt(self.config.jobs_root, msg.owner, msg.job_id, msg.attempt)
+        if later is None:
+            return False
+        if job.fate.superseded_by is None:
+            log.warning("attempt superseded; stopping it", job_id=msg.job_id, attempt=msg.attempt, by=later)
+        job.fate = AttemptFate(superseded_by=later)
+        job.cancel.set()
+        return True
+
+    async def _watch_fence(self, job: RunningAttempt) -> None:
+        while not job.cancel.is_set():
+            await asyncio.sleep(self.config.fence_poll_interval_s)
+            if await asyncio.to_thread(self._fenced, job):
+                return
 
     async def _execute(self, job: RunningAttempt) -> tuple[ExecutionResult, list[OutputFile]]:
         msg = job.message
         app = self._find_app(msg.app)
         assert app is not None  # checked when the attempt was claimed
         params = app.validate(msg.params)
-        directory = job_dir(self.config.jobs_root, msg.owner, msg.job_id)
+        if await asyncio.to_thread(self._fenced, job):
+            return ExecutionResult(JobState.CANCELED, None, 0.0, 0.0, 0), []
+        directory = await asyncio.to_thread(
+            prepare_attempt_dir, self.config.jobs_root, msg.owner, msg.job_id, msg.attempt
+        )
         staged = await asyncio.to_thread(stage_input, self._input(msg), directory)
         ctx = PlanContext(staged, directory, self.config.bin_dir)
         steps = app.plan(params, ctx)
@@ -249,17 +310,40 @@ class JobRunner:
             wall_time_s=msg.wall_time_s,
             cores=msg.cores,
             memory_mb=msg.memory_mb,
+            before_step=lambda: not self._fenced(job),
         )
 
         async def on_started(pid: int | None) -> None:
             event = self._event(msg, JobState.RUNNING, pid=pid)
             changes = {"state": JobState.RUNNING.value, "pid": pid, "started_at": datetime.now(UTC)}
-            if await self._claims.update(job.key, JobState.STARTED.value, changes, [event]):
-                self._kick(job.key)
 
+            async def record() -> bool:
+                return await self._claims.update(job.key, JobState.STARTED.value, changes, [event])
+
+            try:
+                if await retry_until_done(
+                    record,
+                    what="RUNNING",
+                    job_id=msg.job_id,
+                    give_up_after_s=self.config.record_running_timeout_s,
+                ):
+                    self._kick(job.key)
+            except TimeoutError:
+                # A job nobody can see running must not run: kill it, report it retryable.
+                job.stop(unrecorded="RUNNING could not be recorded; the job's processes were killed")
+
+        fence = asyncio.get_running_loop().create_task(self._watch_fence(job))
         started_at = datetime.now(UTC)
-        result = await self.executor.run(spec, on_started, job.cancel)
+        try:
+            result = await self.executor.run(spec, on_started, job.cancel)
+        finally:
+            fence.cancel()
         finished_at = datetime.now(UTC)
+        self.check_self_fence()  # a runner frozen until now must not report a success
+        if job.fate.abandoned:
+            return result, []
+        if job.fate.superseded_by is not None or await asyncio.to_thread(self._fenced, job):
+            return result, []  # never publish over the attempt that owns the job now
         await asyncio.to_thread(remove_outputs, directory, app.discardable_outputs(params))
         outputs = await asyncio.to_thread(describe_outputs, directory, {staged.name, MANIFEST_NAME})
         manifest = build_manifest(
@@ -269,7 +353,7 @@ class JobRunner:
             runner_id=self.config.runner_id,
             started_at=started_at,
             finished_at=finished_at,
-            result=result,
+            result=reported_result(result, job.fate),
             steps=steps,
             outputs=outputs,
             catalog=await asyncio.to_thread(read_record, directory),
@@ -297,6 +381,9 @@ class JobRunner:
             job = RunningAttempt(msg)
             if job.key in self.running:
                 continue
+            # A superseded attempt is resumed only to be stopped (its batch job cancelled)
+            # and reported as such, never to run on.
+            await asyncio.to_thread(self._fenced, job)
             await self._free.acquire()
             self.running[job.key] = job
             job.task = asyncio.get_running_loop().create_task(self._run(job))
@@ -321,20 +408,72 @@ class JobRunner:
     # -- periodic -------------------------------------------------------------------------
 
     async def send_heartbeat(self) -> None:
+        """Tell the fleet we live, which attempts we hold, and how many slots are free.
+
+        Listed are the attempts running here and those whose outcome is written but not
+        yet published (their claim's outbox is pending): the monitor fails an attempt a
+        live runner stops listing, and a finished attempt must not look lost while its
+        final event waits in the outbox. The database is read on the same beat; both
+        contacts feed the self-fence.
+        """
+        # Judge the silence that ends now before this beat ends it: after a freeze
+        # (SIGSTOP, a stalled VM), whichever runs first (this beat, the periodic check or
+        # a job's completion) must see that the runner was cut off.
+        self.check_self_fence()
+        errors: list[Exception] = []
+        held = [(j.message.job_id, j.message.attempt) for j in self.running.values()]
+        try:
+            unpublished = await self._claims.unpublished(self.config.runner_id)
+            self._last_database_reached = self._clock()
+        except Exception as exc:  # noqa: BLE001 - the beat still goes out
+            errors.append(exc)
+            unpublished = []
+        refs = sorted(set(held) | set(unpublished))
         beat = RunnerHeartbeat(
             runner_id=self.config.runner_id,
             pool=self.config.pool,
             slots_total=self.config.slots,
             slots_free=self.config.slots - len(self.running),
-            running=[
-                RunningJobRef(job_id=j.message.job_id, attempt=j.message.attempt)
-                for j in self.running.values()
-            ],
+            running=[RunningJobRef(job_id=job_id, attempt=attempt) for job_id, attempt in refs],
             sent_at=datetime.now(UTC),
             accepting=self.accepting,
         )
-        # Heartbeats are ephemeral liveness signals, not state: published directly.
-        await self._publish(Envelope.wrap(beat, SOURCE))
+        try:
+            # Ephemeral liveness, not state: published directly, not through an outbox.
+            await self._publish(Envelope.wrap(beat, SOURCE))
+            self._last_beat_sent = self._clock()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def check_self_fence(self) -> int:
+        """Stop local attempts once this runner has been cut off for the fence time.
+
+        Cut off from the broker, its heartbeats stop and the monitor will declare its
+        attempts lost (then the scheduler starts new ones elsewhere); cut off from the
+        database, it cannot report. Stopping first, within ``self_fence_s`` (shorter than
+        the monitor's timeout), means two attempts of a job never run at once. Jobs that
+        outlive the runner (Slurm) are judged by their batch system instead.
+        """
+        limit = self.config.self_fence_s
+        if limit is None or self.executor.reattaches or not self.running:
+            return 0
+        cut_off_s = self._clock() - min(self._last_beat_sent, self._last_database_reached)
+        if cut_off_s <= limit:
+            return 0
+        stopped = 0
+        for job in self.running.values():
+            if job.fate == AttemptFate():  # not already stopped for another reason
+                job.stop(abandoned=SELF_FENCED)
+                stopped += 1
+        if stopped:
+            log.error(
+                "cut off from the broker or the database; stopping local jobs",
+                jobs=stopped,
+                cut_off_s=round(cut_off_s, 1),
+            )
+        return stopped
 
     async def apply_recorded_cancels(self) -> None:
         """Catch cancels consumed by another runner instance (the cancel queue is shared)."""
@@ -359,8 +498,7 @@ class JobRunner:
         """Stop the jobs still running at shutdown and report them retryable (SIGTERM path)."""
         jobs = list(self.running.values())
         for job in jobs:
-            job.handback = True
-            job.cancel.set()
+            job.stop(handed_back=HANDED_BACK)
         tasks = [j.task for j in jobs if j.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)

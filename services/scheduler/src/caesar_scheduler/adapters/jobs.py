@@ -16,8 +16,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from caesar_common.events import Envelope
+from caesar_common.jobstate import JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
+from caesar_scheduler.domain.fairshare import OwnerBacklog
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
 
 __all__ = [
@@ -35,10 +37,21 @@ COLLECTION = "jobs"
 INDEXES = {
     COLLECTION: [
         IndexModel([("phase", ASCENDING), ("queued_at", ASCENDING)], name="phase_queued"),
+        # One owner's oldest ready jobs in a pool, already in (queued_at, _id) order; its
+        # prefix also serves the per-pool and per-owner counts. A new name: MongoDB refuses
+        # to redefine the keys of an existing index (the older phase_pool_owner is a prefix).
         IndexModel(
-            [("phase", ASCENDING), ("pool", ASCENDING), ("owner", ASCENDING)],
-            name="phase_pool_owner",
+            [
+                ("phase", ASCENDING),
+                ("pool", ASCENDING),
+                ("owner", ASCENDING),
+                ("queued_at", ASCENDING),
+                ("_id", ASCENDING),
+            ],
+            name="phase_pool_owner_queued",
         ),
+        # Dispatched attempts no runner has started, by when their RunJob was last sent.
+        IndexModel([("phase", ASCENDING), ("sent_at", ASCENDING)], name="phase_sent"),
     ]
 }
 
@@ -82,15 +95,54 @@ class SchedulerJobs:
         result = await self.collection.update_one({"_id": job_id, **expect}, update)
         return result.modified_count == 1
 
-    async def waiting(self, now: datetime, limit: int = 5000) -> list[Document]:
-        """Jobs ready to dispatch (a retry's backoff shows as a ``queued_at`` in the future)."""
+    async def waiting_owners(self, now: datetime) -> dict[str, list[OwnerBacklog]]:
+        """Per pool, each owner with ready jobs: how many and the oldest ``queued_at``.
+
+        One ``$group`` over the ready waiting jobs, so the dispatcher sees every owner
+        however long anyone's backlog is (a retry's backoff shows as a ``queued_at`` in
+        the future). Only ``$match`` and ``$group`` with ``$sum``/``$min``: what secantusdb
+        implements as MongoDB does.
+        """
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"phase": WAITING, "queued_at": {"$lte": now}}},
+            {
+                "$group": {
+                    "_id": {"pool": "$pool", "owner": "$owner"},
+                    "waiting": {"$sum": 1},
+                    "oldest": {"$min": "$queued_at"},
+                }
+            },
+        ]
+        by_pool: dict[str, list[OwnerBacklog]] = {}
+        async for row in await self.collection.aggregate(pipeline):
+            key = row["_id"]
+            by_pool.setdefault(key.get("pool") or "", []).append(
+                OwnerBacklog(owner=key["owner"], oldest=row["oldest"], waiting=int(row["waiting"]))
+            )
+        return by_pool
+
+    async def oldest_waiting(self, pool: str, owner: str, now: datetime, limit: int) -> list[Document]:
+        """The owner's ``limit`` oldest ready jobs in ``pool`` (index ``phase_pool_owner_queued``)."""
+        if limit <= 0:
+            return []
         cursor = (
             self.collection.find(
-                {"phase": WAITING, "queued_at": {"$lte": now}},
+                {"phase": WAITING, "pool": pool, "owner": owner, "queued_at": {"$lte": now}},
                 {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1},
             )
-            .sort("queued_at", ASCENDING)
+            .sort([("queued_at", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
+        )
+        return [doc async for doc in cursor]
+
+    async def unstarted(self, sent_before: datetime) -> list[Document]:
+        """Dispatched jobs no runner reported STARTED, their RunJob last sent by ``sent_before``.
+
+        Jobs dispatched before ``sent_at`` was recorded have none and are not matched.
+        """
+        cursor = self.collection.find(
+            {"phase": DISPATCHED, "sent_at": {"$lte": sent_before}, "state": JobState.QUEUED.value},
+            {"outbox": 0},
         )
         return [doc async for doc in cursor]
 

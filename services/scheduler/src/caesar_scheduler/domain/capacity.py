@@ -15,6 +15,11 @@ class RunnerSeen:
     seen_at: datetime
 
 
+FORGET_AFTER = 10
+"""Runners silent for this many timeouts are dropped: every restart has a new runner id,
+so without pruning the table would grow for as long as the scheduler lives."""
+
+
 class CapacityTable:
     """Slots per pool, counting only runners heard from recently and accepting work.
 
@@ -34,8 +39,16 @@ class CapacityTable:
 
     def slots(self, pool: str, now: datetime) -> int:
         limit = now - self._timeout
+        self._forget_older_than(now - FORGET_AFTER * self._timeout)
         return sum(
             r.slots_total
             for r in self._runners.values()
             if r.pool == pool and r.accepting and r.seen_at >= limit
         )
+
+    def _forget_older_than(self, cutoff: datetime) -> None:
+        for runner_id in [r.runner_id for r in self._runners.values() if r.seen_at < cutoff]:
+            del self._runners[runner_id]
+
+    def __len__(self) -> int:
+        return len(self._runners)

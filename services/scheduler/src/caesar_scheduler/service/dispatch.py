@@ -1,8 +1,11 @@
 """Sending waiting jobs to runner pools while they have free slots, fairly across users.
 
-One round reads the waiting and the dispatched jobs, asks the pure fair-share rule which
-jobs take the free slots of each pool, and moves each picked job to ``dispatched`` in one
-guarded update that also puts its ``RunJob`` command in the job's outbox.
+One round reads, per pool, a summary of who waits (owners, their backlog and oldest job)
+and the dispatched jobs, reads only the few oldest jobs of the owners that could get a
+slot (:func:`~caesar_scheduler.domain.fairshare.fetch_plan`), asks the pure fair-share
+rule which of them take the free slots, and moves each picked job to ``dispatched`` in one
+guarded update that also puts its ``RunJob`` command in the job's outbox. No window of
+"the N oldest jobs" exists, so no backlog, however long, can hide another owner's job.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from caesar_common.outbox import envelope_for
 from caesar_common.telemetry import context_from_carrier, tracer
 from caesar_scheduler import metrics
 from caesar_scheduler.domain.capacity import CapacityTable
-from caesar_scheduler.domain.fairshare import WaitingJob, pick_jobs
+from caesar_scheduler.domain.fairshare import WaitingJob, fetch_plan, pick_jobs
 from caesar_scheduler.domain.phases import DISPATCHED, WAITING
 from caesar_scheduler.service.events import SOURCE
 from caesar_scheduler.service.ports import JobStore, Kick
@@ -34,34 +37,51 @@ async def dispatch_once(
     pools: Sequence[str],
     *,
     max_active_per_user: int = 0,
+    fetch_per_owner: int = 0,
     now: datetime | None = None,
 ) -> int:
-    """One round: for each pool, fill its free slots; return how many jobs were sent."""
+    """One round: for each pool, fill its free slots; return how many jobs were sent.
+
+    ``fetch_per_owner`` (0: no bound) caps how many of one owner's jobs a round reads,
+    for pools with many slots and no per-user cap; what it leaves waits a round.
+    """
     now = now or datetime.now(UTC)
-    waiting = await jobs.waiting(now)
+    owners = await jobs.waiting_owners(now)
     active = await jobs.active_by_pool_and_owner()
     sent = 0
     for pool in pools:
-        candidates = [
-            WaitingJob(d["_id"], d["owner"], d["queued_at"]) for d in waiting if d.get("pool") == pool
-        ]
+        backlogs = owners.get(pool, [])
         pool_active = active.get(pool, {})
         free = capacity.slots(pool, now) - sum(pool_active.values())
-        metrics.WAITING_JOBS.labels(pool).set(len(candidates))
+        metrics.WAITING_JOBS.labels(pool).set(sum(b.waiting for b in backlogs))
         metrics.FREE_SLOTS.labels(pool).set(max(free, 0))
+        plan = fetch_plan(
+            backlogs,
+            pool_active,
+            free,
+            max_active_per_user=max_active_per_user,
+            per_owner_limit=fetch_per_owner,
+        )
+        candidates = [
+            WaitingJob(d["_id"], d["owner"], d["queued_at"])
+            for owner, n in plan.items()
+            for d in await jobs.oldest_waiting(pool, owner, now, n)
+        ]
         for job_id in pick_jobs(candidates, pool_active, free, max_active_per_user=max_active_per_user):
-            if await dispatch(job_id, pool, jobs, kick):
+            if await dispatch(job_id, pool, jobs, kick, now=now):
                 sent += 1
     return sent
 
 
-async def dispatch(job_id: str, pool: str, jobs: JobStore, kick: Kick) -> bool:
+async def dispatch(
+    job_id: str, pool: str, jobs: JobStore, kick: Kick, *, now: datetime | None = None
+) -> bool:
     """Send one job to ``pool`` if it still waits, continuing its submission's trace."""
     doc = await jobs.get(job_id)
     if doc is None or doc.get("phase") != WAITING:
         return False
     with _tracer.start_as_current_span("dispatch", context=context_from_carrier(doc.get("trace") or {})):
-        return await _send(doc, pool, jobs, kick)
+        return await _send(doc, pool, jobs, kick, now or datetime.now(UTC))
 
 
 def run_job_command(doc: dict[str, Any], pool: str) -> RunJob:
@@ -80,7 +100,7 @@ def run_job_command(doc: dict[str, Any], pool: str) -> RunJob:
     )
 
 
-async def _send(doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick) -> bool:
+async def _send(doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick, now: datetime) -> bool:
     job_id = doc["_id"]
     command = envelope_for(run_job_command(doc, pool), SOURCE)
     changed = await jobs.transition(
@@ -88,8 +108,12 @@ async def _send(doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick) -> b
         {"phase": WAITING, "attempt": doc["attempt"]},
         {
             "phase": DISPATCHED,
-            "dispatched_at": datetime.now(UTC),
-            "updated_at": datetime.now(UTC),
+            "dispatched_at": now,
+            # When the RunJob was last sent, and how many times again: the start
+            # reconciliation (service.reconcile) re-sends it if no runner starts it.
+            "sent_at": now,
+            "start_resends": 0,
+            "updated_at": now,
         },
         commands=[(command, runner_pool_queue(pool))],
     )

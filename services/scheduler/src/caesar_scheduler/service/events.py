@@ -12,7 +12,9 @@ from caesar_common.outbox import envelope_for
 SOURCE = "scheduler"
 
 
-def state_event(doc: dict[str, Any], state: JobState, attempt: int, reason: str = "") -> Envelope:
+def state_event(
+    doc: dict[str, Any], state: JobState, attempt: int, reason: str = "", *, retryable: bool = False
+) -> Envelope:
     """An envelope carrying the current trace context, ready for the document's outbox."""
     return envelope_for(
         JobStateChanged(
@@ -22,6 +24,7 @@ def state_event(doc: dict[str, Any], state: JobState, attempt: int, reason: str 
             attempt=attempt,
             state=state,
             reason=reason,
+            retryable=retryable,
             changed_at=datetime.now(UTC),
             pool=doc.get("pool", ""),
         ),

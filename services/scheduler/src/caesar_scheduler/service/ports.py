@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from caesar_common.events import Envelope
 from caesar_common.store import Document
+from caesar_scheduler.domain.fairshare import OwnerBacklog
 
 Kick = Callable[[str], None]
 
@@ -39,6 +40,16 @@ class JobStore(Protocol):
         """Apply ``changes`` and queue events/commands only if the job matches ``expect``."""
         ...
 
-    async def waiting(self, now: datetime, limit: int = 5000) -> list[Document]: ...
+    async def waiting_owners(self, now: datetime) -> dict[str, list[OwnerBacklog]]:
+        """Per pool, each owner with jobs ready to dispatch (``queued_at <= now``): how many, oldest."""
+        ...
+
+    async def oldest_waiting(self, pool: str, owner: str, now: datetime, limit: int) -> list[Document]:
+        """The owner's ``limit`` oldest ready jobs in ``pool``, by ``(queued_at, _id)``."""
+        ...
+
+    async def unstarted(self, sent_before: datetime) -> list[Document]:
+        """Dispatched jobs still QUEUED (no runner reported STARTED) last sent before then."""
+        ...
 
     async def active_by_pool_and_owner(self) -> dict[str, dict[str, int]]: ...

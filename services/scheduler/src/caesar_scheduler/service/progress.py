@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from caesar_common.events import JobStateChanged
+from caesar_common.events import Envelope, JobStateChanged
 from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
 from caesar_scheduler.domain.admission import reported_by_runner
@@ -32,7 +33,7 @@ async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: 
     if not supersedes(msg.position, held):
         return False
     if is_terminal(msg.state) and msg.retryable:
-        return await retry_or_give_up(doc, msg, jobs, kick, policy)
+        return await retry_or_give_up(doc, msg.reason, jobs, kick, policy)
     changes: dict[str, Any] = {
         "state": msg.state.value,
         "retryable": msg.retryable,
@@ -46,17 +47,26 @@ async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: 
 
 
 async def retry_or_give_up(
-    doc: dict[str, Any], msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: RetryPolicy
+    doc: dict[str, Any],
+    failure: str,
+    jobs: JobStore,
+    kick: Kick,
+    policy: RetryPolicy,
+    *,
+    failed: Sequence[Envelope] = (),
+    now: datetime | None = None,
 ) -> bool:
-    """An infrastructure failure (runner lost): a new attempt with backoff, or ABORTED.
+    """An infrastructure failure (runner lost, never started): a new attempt with backoff, or ABORTED.
 
     The decision and its event are one guarded update, so a duplicate of the failure
-    (or a second scheduler) cannot open two new attempts. Returns whether it applied.
+    (or a second scheduler) cannot open two new attempts. ``failed`` are events that
+    announce the failure itself, when the scheduler is the one that saw it; they go in
+    the same update, before the decision's. Returns whether it applied.
     """
     attempt = doc["attempt"]
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     expect = {"attempt": attempt, "phase": doc["phase"], "state": doc["state"]}
-    decision = policy.decide(attempt, msg.reason, now)
+    decision = policy.decide(attempt, failure, now)
     changes: dict[str, Any]
     if isinstance(decision, Retry):
         event = state_event(doc, JobState.QUEUED, decision.attempt, decision.reason)
@@ -69,7 +79,7 @@ async def retry_or_give_up(
             "queued_at": decision.not_before,
             "updated_at": now,
         }
-        log.warning("retrying job", job_id=doc["_id"], attempt=decision.attempt, reason=msg.reason)
+        log.warning("retrying job", job_id=doc["_id"], attempt=decision.attempt, reason=failure)
     else:
         assert isinstance(decision, GiveUp)
         event = state_event(doc, JobState.ABORTED, attempt, decision.reason)
@@ -80,7 +90,7 @@ async def retry_or_give_up(
             "updated_at": now,
         }
         log.error("job aborted", job_id=doc["_id"], reason=decision.reason)
-    if await jobs.transition(doc["_id"], expect, changes, [event]):
+    if await jobs.transition(doc["_id"], expect, changes, [*failed, event]):
         kick(doc["_id"])
         return True
     return False
