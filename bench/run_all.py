@@ -8,9 +8,12 @@ Each benchmark runs as its own process with its own stack (``make bench`` calls 
    (diagnostic: the api's own share of the cost);
 2. ``bench_upload.py``: ``POST /upload`` MB/s for 64 MiB and 1 GiB against ``dd``;
 3. ``bench_aegean.py``: an aegean job through the service against BANE + aegean run
-   directly, 512^2 and 2048^2.
+   directly, 512^2 and 2048^2;
+4. ``bench_pipeline.py``: a burst of trivial jobs through the whole stack: CPU, database
+   commands, publishes and deliveries per job and service, and the pipeline's jobs/s
+   against the database's and the broker's raw rates measured in the same run.
 
-The defaults take about three minutes on two cores; ``--quick`` is a smoke run of the
+The defaults take about four to five minutes on two cores; ``--quick`` is a smoke run of the
 whole chain (seconds per benchmark, not meaningful figures). The machine's load average
 is printed at the start and the end: figures from a busy machine are not comparable.
 """
@@ -36,6 +39,7 @@ RESULT_FILES = {
     "api-only": ("api_submissions_api_only",),
     "upload": ("upload",),
     "aegean": ("aegean",),
+    "pipeline": ("pipeline",),
 }
 
 
@@ -54,16 +58,19 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         api_only = ["submissions", "--api-only", "--duration", "3"]
         upload = ["--sizes", "64"]
         aegean = ["--sizes", "512", "--repeat", "1"]
+        pipeline = ["--duration", "3", "--idle", "1", "--raw-duration", "1"]
     else:
         api = ["all", "--duration", str(args.duration), "--status-duration", str(args.status_duration)]
         api_only = ["submissions", "--api-only", "--duration", str(args.api_only_duration)]
         upload = ["--sizes", "64", *([] if args.skip_1g else ["1024"])]
         aegean = ["--sizes", *(str(s) for s in args.aegean_sizes), "--repeat", str(args.repeat)]
+        pipeline = ["--duration", str(args.pipeline_duration)]
     return {
         "api": [py, str(BENCH_DIR / "bench_api.py"), *api],
         "api-only": [py, str(BENCH_DIR / "bench_api.py"), *api_only],
         "upload": [py, str(BENCH_DIR / "bench_upload.py"), *upload],
         "aegean": [py, str(BENCH_DIR / "bench_aegean.py"), *aegean],
+        "pipeline": [py, str(BENCH_DIR / "bench_pipeline.py"), *pipeline],
     }
 
 
@@ -177,6 +184,38 @@ def aegean_rows(ae: dict[str, Any] | None) -> list[list[str]]:
     return rows
 
 
+def pipeline_rows(pl: dict[str, Any] | None) -> list[list[str]]:
+    if pl is None:
+        return [["trivial jobs through the stack", "failed", "-", "-", "see the log above"]]
+    b, raw, per_job = pl["burst"], pl["raw"], pl["per_job_all_services"]
+    update = raw.get("db update by _id", {}).get("per_s", math.nan)
+    insert = raw.get("db insert", {}).get("per_s", math.nan)
+    publish = raw.get("broker publish", {}).get("per_s", math.nan)
+    finished, accepted = b["finished_per_s"], b["accepted_per_s"]
+    return [
+        [
+            f"trivial jobs, {pl['settings']['clients']} clients: accepted / finished jobs/s",
+            f"{fmt(accepted)} / {fmt(finished)}",
+            f"db insert {fmt(insert)}/s, update {fmt(update)}/s; publish {fmt(publish)}/s (same run)",
+            f"finished/update {finished / update:.3f}" if update else "n/a",
+            f"{b['jobs_accepted']} jobs; drained {fmt(b['drain_s'])} s after submissions; "
+            f"accepted/insert {accepted / insert:.3f}, finished/publish {finished / publish:.3f}"
+            if insert and publish
+            else f"{b['jobs_accepted']} jobs",
+        ],
+        [
+            "  per job, all services: DB commands (writes) / publishes / deliveries / CPU ms",
+            f"{fmt(per_job['db_commands'])} ({fmt(per_job['db_writes'])}) / {fmt(per_job['publishes'])} / "
+            f"{fmt(per_job['deliveries'])} / {fmt(per_job['cpu_ms'])}",
+            "-",
+            f"DB writes at {per_job['db_writes'] * finished / update:.2f} of raw update/s"
+            if update
+            else "n/a",
+            "per service in pipeline.json and the benchmark's own tables",
+        ],
+    ]
+
+
 def summary_table(ran: Sequence[str]) -> str:
     """The combined table of the benchmarks in ``ran`` (missing results show as failed)."""
     rows: list[list[str]] = []
@@ -188,6 +227,8 @@ def summary_table(ran: Sequence[str]) -> str:
         rows += upload_rows(load("upload"))
     if "aegean" in ran:
         rows += aegean_rows(load("aegean"))
+    if "pipeline" in ran:
+        rows += pipeline_rows(load("pipeline"))
     head = ["benchmark", "caesar-rest 2", "reference", "ratio", "notes"]
     return markdown_table(head, rows)
 
@@ -222,6 +263,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-1g", action="store_true", help="upload 64 MiB only")
     parser.add_argument("--aegean-sizes", type=int, nargs="+", default=[512, 2048])
     parser.add_argument("--repeat", type=int, default=2, help="aegean runs of each way per size")
+    parser.add_argument(
+        "--pipeline-duration", type=float, default=10.0, help="seconds of trivial-job submissions"
+    )
     return parser.parse_args(argv)
 
 

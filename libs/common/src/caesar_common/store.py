@@ -9,12 +9,50 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import AsyncMongoClient, IndexModel
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
+
+DB_COMMANDS = Counter(
+    "caesar_db_commands_total",
+    "Commands this process sent to the database, by command name",
+    ["command"],
+)
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts every command a client sends, by name (``insert``, ``update``, ``find`` ...).
+
+    Registered on every client :func:`mongo_client` makes, so each service exports its own
+    ``caesar_db_commands_total{command}`` (``bench/bench_pipeline.py`` reads it per job).
+    The cost is a dict lookup and a counter increment per command: PyMongo builds the
+    command events anyway, because the OpenTelemetry instrumentation registers a global
+    command listener. Command names are a small fixed set, so the label stays bounded.
+    """
+
+    def __init__(self, counter: Counter = DB_COMMANDS) -> None:
+        self._counter = counter
+        self._children: dict[str, Counter] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = self._counter.labels(name)
+        child.inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+COMMAND_COUNTER = CommandCounter()
 
 
 def mongo_client(url: str, **kwargs: Any) -> AsyncMongoClient[Document]:
@@ -24,9 +62,13 @@ def mongo_client(url: str, **kwargs: Any) -> AsyncMongoClient[Document]:
     acknowledged state change (a job accepted, an attempt finished) must survive a
     database crash, or its event would be lost with it; the chaos test that kills the
     database mid-burst found exactly that without it.
+
+    Every client counts its commands (:class:`CommandCounter`); listeners passed in
+    ``event_listeners`` are added to it.
     """
     options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 5000, "journal": True}
     options.update(kwargs)
+    options["event_listeners"] = [COMMAND_COUNTER, *options.get("event_listeners", ())]
     return AsyncMongoClient(url, **options)
 
 

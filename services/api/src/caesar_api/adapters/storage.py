@@ -1,6 +1,7 @@
 """Uploaded files on disk: ``<data_root>/<owner>/<file_id>.<ext>``.
 
-Paths are built only from ids we generated, a validated owner and a checked extension.
+Paths come from :mod:`caesar_common.layout` (the runner stages inputs from the same
+paths), built only from ids we generated, a validated owner and a checked extension.
 An upload is streamed into a hidden temporary file in the owner's directory (same file
 system, so the final rename is atomic) while its SHA-256 is computed; it gets its real
 name only after every check passed, and is removed on any failure.
@@ -20,10 +21,13 @@ from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from caesar_api.domain.files import is_safe_extension
-from caesar_common.ids import is_file_id, safe_owner
-
-TEMP_PREFIX = ".upload-"
+from caesar_common.layout import (
+    UPLOAD_TEMP_GLOB,
+    LayoutError,
+    owner_data_dir,
+    upload_path,
+    upload_temp_path,
+)
 
 
 class UploadStorage:
@@ -33,20 +37,22 @@ class UploadStorage:
         self.root = data_root
 
     def owner_dir(self, owner: str) -> Path:
-        return self.root / safe_owner(owner)
+        return owner_data_dir(self.root, owner)
 
     def path_of(self, owner: str, file_id: str, ext: str) -> Path:
         """The stored file of ``file_id``; refuses anything that is not one of our ids."""
-        if not is_file_id(file_id) or not is_safe_extension(ext):
-            raise ValueError("not a stored file name")
-        return self.owner_dir(owner) / f"{file_id}.{ext}"
+        try:
+            return upload_path(self.root, owner, file_id, ext)
+        except LayoutError:
+            raise ValueError("not a stored file name") from None
 
     async def begin(self, owner: str, file_id: str) -> UploadInProgress:
         """Create the temporary file an upload is streamed into."""
-        if not is_file_id(file_id):
-            raise ValueError("not a file id")
-        directory = self.owner_dir(owner)
-        temp = directory / f"{TEMP_PREFIX}{file_id}.part"
+        try:
+            temp = upload_temp_path(self.root, owner, file_id)
+        except LayoutError:
+            raise ValueError("not a file id") from None
+        directory = temp.parent
 
         def create() -> BinaryIO:
             directory.mkdir(parents=True, exist_ok=True)
@@ -67,7 +73,7 @@ class UploadStorage:
             cutoff = time.time() - max_age_s
             if not self.root.is_dir():
                 return 0
-            for temp in self.root.glob(f"*/{TEMP_PREFIX}*.part"):
+            for temp in self.root.glob(UPLOAD_TEMP_GLOB):
                 with suppress(FileNotFoundError):
                     if temp.stat().st_mtime < cutoff:
                         temp.unlink()

@@ -47,11 +47,6 @@ def upload_extension(filename: str, allowed: Collection[str]) -> str:
     return ext
 
 
-def is_safe_extension(ext: str) -> bool:
-    """Whether ``ext`` may be part of a stored file name (lower-case alphanumerics)."""
-    return bool(_EXT_RE.fullmatch(ext))
-
-
 @dataclass(frozen=True)
 class StoredUpload:
     """What is known of an upload once its bytes are on disk and checked."""

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from caesar_api.adapters.job_files import load_manifest
 from caesar_api.service.jobs import owned_job
 from caesar_api.service.ports import JobStore
 from caesar_common.jobstate import JobState, is_terminal
-from caesar_common.layout import attempt_dir, legacy_outputs, manifest_path
+from caesar_common.layout import JobManifest, attempt_dir, legacy_outputs, manifest_path
 from caesar_common.store import Document
 
 
@@ -25,7 +24,7 @@ class JobOutputs:
 
     job: Document
     job_dir: Path
-    manifest: dict[str, Any] | None
+    manifest: JobManifest | None
 
     @property
     def job_id(self) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -23,13 +22,14 @@ from caesar_api.domain.errors import ApiError
 from caesar_api.entrypoints.routes import V1, Binder
 from caesar_api.entrypoints.routes.jobs import not_ended
 from caesar_api.service.results import JobNotEnded, JobOutputs, job_outputs
+from caesar_common.layout import JobManifest
 
 __all__ = ["add_v1_result_routes"]
 
 
 async def _finished(
     request: web.Request, deps: Dependencies, owner: str
-) -> tuple[JobOutputs, dict[str, Any]] | web.Response:
+) -> tuple[JobOutputs, JobManifest] | web.Response:
     """The job's outputs with a manifest; or the 202 answer while it has not ended."""
     try:
         outputs = await job_outputs(

@@ -21,10 +21,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from caesar_api.adapters.job_files import (
-    MANIFEST,
+    MANIFEST_NAME,
     catalog_file,
     listed_file,
-    manifest_files,
     preview_file,
 )
 from caesar_api.auth import is_admin
@@ -35,6 +34,7 @@ from caesar_api.entrypoints.routes import V2, Binder
 from caesar_api.entrypoints.routes.problems import with_problems
 from caesar_api.service.results import JobNotEnded, JobOutputs, job_outputs
 from caesar_common.apps import APPS
+from caesar_common.layout import JobManifest
 
 __all__ = ["CATALOG_FORMATS", "CATALOG_KINDS", "add_v2_routes"]
 
@@ -57,7 +57,7 @@ async def list_apps(request: web.Request, deps: Dependencies, owner: str) -> web
 
 async def _job_manifest(
     request: web.Request, deps: Dependencies, owner: str
-) -> tuple[JobOutputs, dict[str, Any]]:
+) -> tuple[JobOutputs, JobManifest]:
     """The caller's ended job and its manifest; 409 while it runs, 404 without outputs."""
     try:
         outputs = await job_outputs(
@@ -76,10 +76,10 @@ async def _job_manifest(
 def _manifest_entry(job_dir: Path) -> dict[str, Any]:
     """Size and SHA-256 of the manifest itself (it cannot list its own checksum)."""
     try:
-        data = (job_dir / MANIFEST).read_bytes()
+        data = (job_dir / MANIFEST_NAME).read_bytes()
     except OSError:  # removed since it was read: nothing to measure
-        return {"name": MANIFEST, "size_bytes": None, "sha256": None}
-    return {"name": MANIFEST, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return {"name": MANIFEST_NAME, "size_bytes": None, "sha256": None}
+    return {"name": MANIFEST_NAME, "size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 async def get_catalog(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
@@ -115,20 +115,11 @@ async def list_files(request: web.Request, deps: Dependencies, owner: str) -> we
     record them); the manifest itself, listed last, is measured here.
     """
     outputs, manifest = await _job_manifest(request, deps, owner)
-    files = [
-        {"name": f["name"], "size_bytes": _integer(f.get("size_bytes")), "sha256": _text(f.get("sha256"))}
-        for f in manifest_files(manifest)
+    files: list[dict[str, Any]] = [
+        {"name": f.name, "size_bytes": f.size_bytes, "sha256": f.sha256 or None} for f in manifest.files
     ]
     files.append(await asyncio.to_thread(_manifest_entry, outputs.job_dir))
     return web.json_response({"job_id": outputs.job_id, "files": files})
-
-
-def _integer(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 async def get_file(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
