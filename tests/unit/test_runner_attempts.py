@@ -372,3 +372,18 @@ async def test_a_job_that_finishes_while_its_runner_was_frozen_is_no_success(
     final = h.claims.events[-1].data
     assert (final["state"], final["retryable"], final["reason"]) == ("FAILURE", True, SELF_FENCED)
     assert not manifest_path(attempt_dir(h.jobs_root, OWNER, job_id, 1)).exists()
+
+
+async def test_a_full_runner_stops_consuming_even_when_attempts_start_together(
+    harness: Callable[..., Harness],
+) -> None:
+    """Broker calls of attempts starting at once interleave: the last word must be 'full'."""
+    h = harness(slots=4)
+    ids = [new_job_id() for _ in range(4)]
+    await asyncio.gather(*(h.runner.start_attempt(command(job_id)) for job_id in ids))
+    assert len(h.runner.running) == 4
+    assert h.consumer.paused
+    for job_id in ids:
+        h.executor.finish(f"{job_id}:1", success())
+        await h.settle(f"{job_id}:1")
+    assert not h.consumer.paused

@@ -138,12 +138,15 @@ class FakeConsumer:
         self.prefetch = 0
 
     async def set_prefetch(self, prefetch: int) -> None:
+        await asyncio.sleep(0)  # a broker round trip: other coroutines run meanwhile
         self.prefetch = prefetch
 
     async def pause(self) -> None:
+        await asyncio.sleep(0)
         self.paused = True
 
     async def resume(self) -> None:
+        await asyncio.sleep(0)
         self.paused = False
 
 

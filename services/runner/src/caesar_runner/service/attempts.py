@@ -128,6 +128,7 @@ class JobRunner:
         self._publish = publish
         self.executor = executor
         self._free = asyncio.Semaphore(config.slots)
+        self._consumer_lock = asyncio.Lock()
         self.running: dict[str, RunningAttempt] = {}
         self.subscription: PausableConsumer | None = None
         self.accepting = True
@@ -161,16 +162,23 @@ class JobRunner:
         return [j for j in self.running.values() if j.message.job_id == job_id]
 
     async def _adjust_consumer(self) -> None:
-        """Keep the prefetch equal to the free slots; stop consuming when full."""
-        free = self.config.slots - len(self.running)
-        SLOTS.labels(self.config.pool, "free").set(free)
-        if self.subscription is None:
-            return
-        if free <= 0 or not self.accepting:
-            await self.subscription.pause()
-        else:
-            await self.subscription.set_prefetch(free)
-            await self.subscription.resume()
+        """Keep the prefetch equal to the free slots; stop consuming when full.
+
+        Serialised, with the free slots counted inside the lock: attempts starting and
+        ending at once must not interleave their broker calls, or a resume computed when a
+        slot was free can land after the pause of a runner now full. A full runner that
+        still consumes holds a command it cannot start: frozen, it would strand a retry.
+        """
+        async with self._consumer_lock:
+            free = self.config.slots - len(self.running)
+            SLOTS.labels(self.config.pool, "free").set(free)
+            if self.subscription is None:
+                return
+            if free <= 0 or not self.accepting:
+                await self.subscription.pause()
+            else:
+                await self.subscription.set_prefetch(free)
+                await self.subscription.resume()
 
     # -- one attempt ----------------------------------------------------------------------
 
