@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 
 import aio_pika
@@ -65,10 +66,15 @@ async def depths(connection: AbstractConnection, queues: Sequence[str] = SERVICE
         channel = await connection.channel()
         try:
             declared = await channel.declare_queue(queue + DLQ_SUFFIX, passive=True)
+            result[queue] = int(declared.declaration_result.message_count or 0)
         except aio_pika.exceptions.ChannelClosed:
-            continue  # the service never declared it: nothing was dead-lettered there
-        result[queue] = int(declared.declaration_result.message_count or 0)
-        await channel.close()
+            pass  # the service never declared it: nothing was dead-lettered there
+        finally:
+            # Closed by us even when the broker closed it (a missing queue): a robust
+            # channel the broker closed is otherwise reopened, and a periodic refresh
+            # leaked one channel per missing queue until channel_max (2047) was reached.
+            with suppress(Exception):
+                await channel.close()
     return result
 
 

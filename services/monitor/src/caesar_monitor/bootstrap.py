@@ -104,6 +104,6 @@ async def unbind_legacy_heartbeats(bus: Bus) -> None:
 
 async def refresh_dead_letters(runtime: ServiceRuntime[MonitorSettings]) -> None:
     """Export the depth of every dead-letter queue (poison messages need an operator)."""
-    queues = [*SERVICE_QUEUES, HEARTBEAT_QUEUE.name]
+    queues = list(dict.fromkeys([*SERVICE_QUEUES, HEARTBEAT_QUEUE.name]))
     for queue, count in (await depths(runtime.bus.connection, queues)).items():
         DEAD_LETTERS.labels(queue).set(count)
