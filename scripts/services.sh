@@ -2,23 +2,33 @@
 # Run the caesar-rest services as background processes from the project venv.
 #
 #   scripts/services.sh start|stop|status|restart [api scheduler runner monitor accounting]
+#   CAESAR_REPLICAS=2 scripts/services.sh start      # two of every service
 #
 # Each service gets CAESAR_HTTP_PORT (its health port), the infra URLs and data
 # dirs under $RUN_DIR; any CAESAR_* the caller exported is passed through.
+# A replica is named <service>@<n> (api@2): its port is the service's plus 10*(n-1)
+# (the second api listens on 8090), its pid file and log are its own.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PY="$REPO/.venv/bin/python"
 
+# instance_port INSTANCE -> the HTTP port of a service or replica (api, api@2)
+instance_port() {
+  local name="${1%@*}" n=1
+  [[ "$1" == *@* ]] && n="${1#*@}"
+  printf '%s' "$(($(service_port "$name") + 10 * (n - 1)))"
+}
+
 start_one() {
-  local name="$1" port pidfile="$PID_DIR/$1.pid" log="$LOG_DIR/$1.log"
-  port="$(service_port "$name")"
+  local instance="$1" name="${1%@*}" port pidfile="$PID_DIR/$1.pid" log="$LOG_DIR/$1.log"
+  port="$(instance_port "$instance")"
   if pid_alive "$pidfile" "caesar_$name"; then
-    log "$name already running (pid $(<"$pidfile"))"
+    log "$instance already running (pid $(<"$pidfile"))"
     return 0
   fi
-  port_open "$port" && die "port $port for $name is taken by something else"
-  log "starting $name on 127.0.0.1:$port (log: $log)"
+  port_open "$port" && die "port $port for $instance is taken by something else"
+  log "starting $instance on 127.0.0.1:$port (log: $log)"
   (
     cd "$REPO"
     export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_HTTP_HOST=127.0.0.1 CAESAR_HTTP_PORT="$port"
@@ -31,7 +41,7 @@ start_one() {
 # Wait for /readyz after all were launched, so the services boot in parallel.
 wait_ready() {
   local name="$1" port
-  port="$(service_port "$name")"
+  port="$(instance_port "$name")"
   if ! wait_http "http://127.0.0.1:$port/readyz" 60 "$PID_DIR/$name.pid"; then
     log "$name not ready; last lines of $LOG_DIR/$name.log:"
     tail -n 40 "$LOG_DIR/$name.log" >&2 || true
@@ -54,15 +64,15 @@ cmd_stop() {
   # Reverse order: the api stops taking requests before its back-ends go.
   for ((i = $# ; i > 0 ; i--)); do
     name="${!i}"
-    kill_pidfile "$PID_DIR/$name.pid" "caesar_$name" 15
+    kill_pidfile "$PID_DIR/$name.pid" "caesar_${name%@*}" 15
   done
 }
 
 cmd_status() {
   local name port state
   for name in "$@"; do
-    port="$(service_port "$name")"
-    if pid_alive "$PID_DIR/$name.pid" "caesar_$name"; then
+    port="$(instance_port "$name")"
+    if pid_alive "$PID_DIR/$name.pid" "caesar_${name%@*}"; then
       state="running pid=$(<"$PID_DIR/$name.pid")"
       if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/readyz"; then
         state+=" ready"
@@ -80,10 +90,29 @@ cmd_status() {
 cmd="$1"
 shift
 names=("$@")
-((${#names[@]})) || names=("${SERVICES[@]}")
+if ((${#names[@]} == 0)); then
+  names=("${SERVICES[@]}")
+  # With no names, stop and status also cover replicas started earlier (api@2 ...).
+  if [[ "$cmd" != start ]]; then
+    for pidfile in "$PID_DIR"/*@*.pid; do
+      [[ -e "$pidfile" ]] && names+=("$(basename "$pidfile" .pid)")
+    done
+  fi
+fi
 for n in "${names[@]}"; do
-  [[ " ${SERVICES[*]} " == *" $n "* ]] || die "unknown service '$n' (known: ${SERVICES[*]})"
+  [[ " ${SERVICES[*]} " == *" ${n%@*} "* ]] || die "unknown service '$n' (known: ${SERVICES[*]})"
 done
+# CAESAR_REPLICAS=N: every named service N times (api, api@2, ...).
+replicas="${CAESAR_REPLICAS:-1}"
+[[ "$replicas" =~ ^[1-9]$ ]] || die "CAESAR_REPLICAS must be 1-9"
+if ((replicas > 1)); then
+  expanded=()
+  for n in "${names[@]}"; do
+    expanded+=("$n")
+    for ((r = 2; r <= replicas; r++)); do expanded+=("${n%@*}@$r"); done
+  done
+  names=("${expanded[@]}")
+fi
 case "$cmd" in
   start | stop | status) "cmd_$cmd" "${names[@]}" ;;
   restart) cmd_stop "${names[@]}" && cmd_start "${names[@]}" ;;

@@ -35,6 +35,8 @@ CHAOS_ENV = {
     "CAESAR_RETRY_BACKOFF_S": "0.5",
     "CAESAR_MAX_ATTEMPTS": "5",
     "CAESAR_MAX_ACTIVE_PER_USER": "0",
+    # A scheduler replica takes over dispatching within seconds of the other's death.
+    "CAESAR_LEADER_LEASE_S": "3",
 }
 
 
@@ -44,6 +46,8 @@ class ChaosStack:
     prefix: str
     file_id: str = ""
     accepted: list[str] = field(default_factory=list)
+    more_apis: list[str] = field(default_factory=list)
+    """v1 base URLs of api replicas besides the stack's own (clients spread over all)."""
 
     def db(self, service: str) -> Any:
         return MongoClient(MONGO_URL)[f"{self.prefix}_{service}"]
@@ -80,21 +84,22 @@ async def burst(
     """
     payload = {"app": "trivial", "job_inputs": {"seconds": seconds}, "data_inputs": chaos.file_id}
     todo = list(range(n))
+    apis = [chaos.stack.v1, *chaos.more_apis]
 
-    async def client() -> None:
+    async def client(index: int) -> None:
         while todo:
             todo.pop()
             while True:
                 try:
-                    async with http.post(f"{chaos.stack.v1}/job", json=payload) as resp:
+                    async with http.post(f"{apis[index % len(apis)]}/job", json=payload) as resp:
                         if resp.status == 202:
                             chaos.accepted.append((await resp.json())["job_id"])
                             break
                 except (TimeoutError, aiohttp.ClientError):
-                    pass
+                    index += 1  # that api is away: try the next replica, as a load balancer would
                 await asyncio.sleep(0.2)
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(i) for i in range(clients)))
 
 
 async def accepted_at_least(chaos: ChaosStack, n: int, timeout_s: float = 60.0) -> None:

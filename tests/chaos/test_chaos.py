@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from caesar_testkit.devstack import SERVICES
 from tests.chaos.conftest import (
     ChaosStack,
     accepted_at_least,
@@ -166,3 +167,32 @@ async def test_a_frozen_runner_never_runs_beside_its_retry(
         assert final is not None
         served = jobs_root / job_id / "attempts" / str(final["attempt"]) / "manifest.json"
         assert f'"attempt": {final["attempt"]}' in served.read_text()
+
+
+async def test_two_replicas_of_everything_one_of_each_killed_mid_burst(
+    http: aiohttp.ClientSession, chaos: ChaosStack, tmp_path: Path
+) -> None:
+    """Every service runs twice; mid-burst one of each is SIGKILLed (for the scheduler, the one
+    holding the dispatcher lease) and not restarted. The survivors finish every job once."""
+    for name in SERVICES:
+        chaos.stack.start(name, instance=f"{name}2")
+    for name in SERVICES:
+        chaos.stack.wait_ready(f"{name}2")
+    chaos.more_apis = [f"http://127.0.0.1:{chaos.stack.ports['api2']}/caesar/api/v1.0"]
+    await upload_input(http, chaos, tmp_path)
+    submitting = asyncio.ensure_future(burst(http, chaos, 200))
+    await accepted_at_least(chaos, 50)
+
+    lease = chaos.db("scheduler")["leases"].find_one({"_id": "dispatcher"})
+    assert lease is not None
+    leader_pid = int(lease["holder"].split(":")[1])
+    [leader] = [k for k in ("scheduler", "scheduler2") if chaos.stack.procs[k].pid == leader_pid]
+    for victim in ("api2", leader, "runner2", "monitor2", "accounting2"):
+        chaos.stack.kill(victim, signal.SIGKILL)
+    await submitting
+    states = await assert_promise_kept(http, chaos)
+    assert set(states.values()) == {"SUCCESS"}
+    survivor = "scheduler2" if leader == "scheduler" else "scheduler"
+    taken = chaos.db("scheduler")["leases"].find_one({"_id": "dispatcher"})
+    assert taken is not None
+    assert int(taken["holder"].split(":")[1]) == chaos.stack.procs[survivor].pid

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from caesar_common.events import RunnerHeartbeat, RunningJobRef
+from caesar_common.events import Envelope, RunnerHeartbeat, RunningJobRef
 from caesar_common.ids import new_job_id
 from caesar_common.jobstate import JobState
+from caesar_common.outbox import Kick
 from caesar_monitor.adapters.runners import RunnerRepository
 from caesar_monitor.adapters.timelines import TIMELINES, TimelineRepository
 from caesar_monitor.domain.liveness import ATTEMPT_NOT_REPORTED, RUNNER_LOST, ActiveJob, Verdict
@@ -24,6 +26,17 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+def recorder(kicks: list[str]) -> Kick:
+    """A relay kick that remembers which timelines were handed over."""
+
+    def kick(
+        doc_id: Any, envelopes: Sequence[Envelope] = (), commands: Sequence[tuple[Envelope, str]] = ()
+    ) -> None:
+        kicks.append(doc_id)
+
+    return kick
+
+
 @pytest.fixture
 def deps_and_kicks(async_mongo: Any, db_prefix: str) -> tuple[MonitorDeps, list[str]]:
     db = async_mongo[f"{db_prefix}_monitor"]
@@ -32,7 +45,7 @@ def deps_and_kicks(async_mongo: Any, db_prefix: str) -> tuple[MonitorDeps, list[
         timelines=TimelineRepository(db[TIMELINES]),
         runners=RunnerRepository(db["runners"]),
         settings=MonitorSettings(runner_timeout_s=30, wall_time_grace_s=60),
-        kick=kicks.append,
+        kick=recorder(kicks),
         clock=lambda: NOW,
         watching_since=NOW - timedelta(hours=1),
     )
@@ -180,7 +193,7 @@ async def test_two_replicas_sweeping_at_once_emit_one_verdict(
             timelines=deps.timelines,
             runners=deps.runners,
             settings=deps.settings,
-            kick=kicks.append,
+            kick=recorder(kicks),
             clock=deps.clock,
             watching_since=deps.watching_since,
         )

@@ -398,3 +398,57 @@ async def test_trace_context_travels_with_the_event(
     assert first.trace_carrier() == {"traceparent": expected, "tracestate": "vendor=abc"}
     assert second.traceparent is None
     assert second.trace_carrier() == {}
+
+
+async def test_kicked_events_are_published_from_memory_and_cleared_in_one_write(
+    bus: Bus, jobs: AsyncCollection[Document], spy: Spy
+) -> None:
+    """The fast path never reads a document back, and clears a whole batch in one command."""
+    relay = OutboxRelay(bus, [jobs])  # no sweeper: only the fast path can publish
+    written: list[Envelope] = []
+    ids = [f"job-{i:02d}" for i in range(20)]
+    for doc_id in ids:
+        first = state(doc_id, JobState.PENDING)
+        await jobs.insert_one({"_id": doc_id, **outbox_fields([first])})
+        written.append(first)
+    finds_before = sample("caesar_db_commands_total", command="find")
+    updates_before = sample("caesar_db_commands_total", command="update")
+    for doc_id, envelope in zip(ids, written, strict=True):
+        relay.kick(jobs, doc_id, [envelope])
+    published = await spy.take("events", len(ids))
+    assert sorted(e.id for e in published) == sorted(e.id for e in written)
+    await relay.flush(timeout_s=5)  # waits for the batch's clear, then sweeps (one find)
+    assert await relay.pending() == 0
+    assert sample("caesar_db_commands_total", command="find") - finds_before == 1  # the sweep's
+    # One bulk update per batch; the kicks were all waiting, so at most two batches ran.
+    assert sample("caesar_db_commands_total", command="update") - updates_before <= 2
+    assert await spy.empty("events")
+
+
+async def test_events_appended_after_a_kick_stay_for_the_next_kick(
+    bus: Bus, jobs: AsyncCollection[Document], spy: Spy
+) -> None:
+    """The clear removes only what was published; later events keep the document pending."""
+    relay = OutboxRelay(bus, [jobs])
+    first, second = state(JOB_ID, JobState.PENDING), state(JOB_ID, JobState.QUEUED)
+    await jobs.insert_one({"_id": JOB_ID, **outbox_fields([first])})
+    # Appended by another writer whose kick has not come yet.
+    await jobs.update_one({"_id": JOB_ID}, outbox_update([second]))
+    relay.kick(jobs, JOB_ID, [first])
+    [published] = await spy.take("events", 1)
+    assert published.id == first.id
+
+    async def only_second_left() -> bool:
+        doc = await outbox_of(jobs, JOB_ID)
+        return [i["id"] for i in doc["outbox"]] == [second.id]
+
+    await eventually(only_second_left, WAIT_S)
+    assert (await outbox_of(jobs, JOB_ID))["outbox_pending"] is True
+    relay.kick(jobs, JOB_ID, [second])
+    [published] = await spy.take("events", 1)
+    assert published.id == second.id
+    await relay.flush(timeout_s=5)
+    doc = await outbox_of(jobs, JOB_ID)
+    assert doc["outbox"] == []
+    assert "outbox_pending" not in doc
+    assert await spy.empty("events")

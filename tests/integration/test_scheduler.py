@@ -246,9 +246,11 @@ async def test_container_app_is_aborted_with_reason(
     assert "container" in aborted.data["reason"]
 
 
-async def test_duplicate_submission_is_ignored(
+async def test_duplicate_submission_admits_once_and_repeats_the_decision(
     scheduler: ServiceRuntime[SchedulerSettings], bus: Bus, amqp_url: str
 ) -> None:
+    """The second copy (a re-announcement by the api) admits nothing new: it only publishes
+    the QUEUED decision again, and one RunJob is sent."""
     job_id = "66666666-6666-4666-8666-666666666666"
     before = handled(SCHEDULER_QUEUE.name)
     async with EventTap(amqp_url, ["job.state.queued"]) as tap:
@@ -260,7 +262,7 @@ async def test_duplicate_submission_is_ignored(
         await eventually(lambda: handled(SCHEDULER_QUEUE.name) >= before + 2, what="both copies handled")
         assert await outbox_drained(scheduler.relay) == 0
         await tap.sync(bus.publish, marker())
-        assert [e.subject for e in tap.received if e.source != "test-marker"] == [job_id]
+        assert [e.subject for e in tap.received if e.source != "test-marker"] == [job_id, job_id]
     await bus.publish(heartbeat(4))
     assert len(await read_commands(amqp_url, 1)) == 1
     await round_saw(waiting=0, free=3)

@@ -16,7 +16,9 @@ from typing import Any
 
 from caesar_api.adapters.jobs_repo import position_guard
 from caesar_api.adapters.pagination import Page
+from caesar_api.domain.projection import position_of
 from caesar_common.events import FileDeleted, FileUploaded, JobCancelRequested, JobSubmitted, Message
+from caesar_common.jobstate import HeldBefore
 from caesar_common.store import Document
 
 
@@ -44,8 +46,18 @@ class FakeJobs:
     async def add(self, record: Document, event: JobSubmitted) -> None:
         if record["_id"] in self.records:
             raise KeyError(f"duplicate job {record['_id']}")
-        self.records[record["_id"]] = copy.deepcopy(record)
+        self.records[record["_id"]] = {**copy.deepcopy(record), "announcement": event}
         self.published.append(event)
+
+    async def reannounce_pending(self, announced_before: datetime, now: datetime, *, limit: int = 500) -> int:
+        done = 0
+        for job in list(self.records.values())[:limit]:
+            last = job.get("reannounced_at") or job["submitted_at"]
+            if job["state"] == "PENDING" and last <= announced_before:
+                job["reannounced_at"] = now
+                self.published.append(job["announcement"])
+                done += 1
+        return done
 
     async def get(self, owner: str, job_id: str) -> Document | None:
         job = self.records.get(job_id)
@@ -77,9 +89,9 @@ class FakeJobs:
         )
         return True
 
-    async def move(self, job: Document, fields: dict[str, Any]) -> bool:
-        stored = self._still_at(job)
-        if stored is None:
+    async def move_from(self, job_id: str, owner: str, held: HeldBefore, fields: dict[str, Any]) -> bool:
+        stored = self.records.get(job_id)
+        if stored is None or stored["owner"] != owner or not held.matches(position_of(stored)):
             return False
         stored.update(copy.deepcopy(fields))
         return True

@@ -306,17 +306,19 @@ def event(state: JobState, attempt: int = 1, **kw: Any) -> JobStateChanged:
 
 
 def test_transition_keeps_values_a_later_event_does_not_repeat() -> None:
-    running = transition_fields(0, event(JobState.RUNNING, pid=42, runner_id="r1", pool="local"))
+    running = transition_fields(
+        event(JobState.RUNNING, pid=42, runner_id="r1", pool="local"), new_attempt=True
+    )
     assert running["pid"] == 42
     assert running["state"] == "RUNNING"
     success = transition_fields(
-        1,
         event(
             JobState.SUCCESS,
             exit_code=0,
             elapsed_s=2.5,
             outputs=[OutputFile(name="out.txt", size_bytes=3)],
         ),
+        new_attempt=False,
     )
     assert "pid" not in success  # same attempt: the pid stays
     assert success["exit_code"] == 0
@@ -324,7 +326,7 @@ def test_transition_keeps_values_a_later_event_does_not_repeat() -> None:
 
 
 def test_a_new_attempt_clears_the_previous_measurements() -> None:
-    fields = transition_fields(1, event(JobState.QUEUED, attempt=2))
+    fields = transition_fields(event(JobState.QUEUED, attempt=2), new_attempt=True)
     assert fields["attempt"] == 2
     assert fields["exit_code"] is None
     assert fields["pid"] is None

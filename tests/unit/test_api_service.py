@@ -7,7 +7,7 @@ repositories and storage, and record the events each write would publish.
 from __future__ import annotations
 
 import errno
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from caesar_api.domain.jobs import parse_job_request
 from caesar_api.service import files as file_cases
 from caesar_api.service import jobs as job_cases
 from caesar_api.service.files import ReceivedUpload
-from caesar_api.service.projection import ProjectionRaceError, apply_job_state
+from caesar_api.service.projection import apply_job_state
+from caesar_api.service.reannounce import reannounce_pending
 from caesar_common.events import FileDeleted, FileUploaded, JobCancelRequested, JobStateChanged, JobSubmitted
 from caesar_common.ids import new_file_id
 from caesar_common.jobstate import JobState
@@ -328,14 +329,33 @@ async def test_projection_ignores_an_event_with_a_foreign_owner() -> None:
     assert not await apply_job_state(jobs, event)
 
 
-async def test_projection_gives_up_when_the_job_never_stops_moving() -> None:
+async def test_projection_of_a_new_attempt_clears_the_old_one_and_is_never_undone() -> None:
     jobs, files = FakeJobs(), FakeFiles()
     job_id = await submitted(jobs, files)
+    assert await apply_job_state(jobs, state_event(job_id, JobState.RUNNING, pid=42))
+    # Attempt 2 opens after attempt 1 was lost: attempt 1's measurements go.
+    assert await apply_job_state(jobs, state_event(job_id, JobState.QUEUED, attempt=2))
+    record = jobs.records[job_id]
+    assert (record["state"], record["attempt"], record["pid"]) == ("QUEUED", 2, None)
+    # A late event of attempt 1 (its RUNNING, even its SUCCESS) changes nothing.
+    assert not await apply_job_state(jobs, state_event(job_id, JobState.SUCCESS, exit_code=0))
+    # A STARTED of attempt 2 arriving first still applies as the same attempt.
+    assert await apply_job_state(jobs, state_event(job_id, JobState.STARTED, attempt=2))
+    assert jobs.records[job_id]["state"] == "STARTED"
 
-    def always_moving(stored: dict[str, Any]) -> None:
-        stored["attempt"] = stored["attempt"]  # same position values, but a new dict each time
-        stored["retryable"] = not stored.get("retryable")
 
-    jobs.before_write = always_moving
-    with pytest.raises(ProjectionRaceError):
-        await apply_job_state(jobs, state_event(job_id, JobState.RUNNING))
+async def test_a_job_left_pending_is_announced_again_once_per_period() -> None:
+    jobs, files = FakeJobs(), FakeFiles()
+    job_id = await submitted(jobs, files)
+    moved_on = await submitted(jobs, files)
+    assert await apply_job_state(jobs, state_event(moved_on, JobState.QUEUED))
+    submitted_at = jobs.records[job_id]["submitted_at"]
+    jobs.published.clear()
+    after = timedelta(minutes=2)
+    assert await reannounce_pending(jobs, submitted_at + timedelta(minutes=1), after) == 0
+    assert await reannounce_pending(jobs, submitted_at + timedelta(minutes=3), after) == 1
+    [again] = jobs.published
+    assert isinstance(again, JobSubmitted)
+    assert again.job_id == job_id  # the QUEUED job is not announced again
+    assert await reannounce_pending(jobs, submitted_at + timedelta(minutes=4), after) == 0
+    assert await reannounce_pending(jobs, submitted_at + timedelta(minutes=5, seconds=1), after) == 1

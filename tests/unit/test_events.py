@@ -21,6 +21,7 @@ from caesar_common.events import (
     JobSubmitted,
     Message,
     OutputFile,
+    PoolStatus,
     RunJob,
     RunnerHeartbeat,
     RunningJobRef,
@@ -106,6 +107,15 @@ def _samples() -> dict[type[Message], Message]:
             sent_at=T0,
             accepting=False,
         ),
+        PoolStatus: PoolStatus(
+            pool="slurm",
+            live_runners=0,
+            slots_total=0,
+            runnerless_since=T0,
+            max_wait_s=86400.0,
+            reason="no live runner in pool 'slurm' since 2025-01-01 00:00:00 UTC",
+            sent_at=T0,
+        ),
     }
 
 
@@ -123,6 +133,7 @@ EXPECTED_TYPES = {
     JobStateChanged: ("org.caesar.job.state.v1", "job.state.timed-out", JOB_ID, OWNER),
     RunJob: ("org.caesar.run_job.v1", "runner.local", JOB_ID, OWNER),
     RunnerHeartbeat: ("org.caesar.runner.heartbeat.v1", "runner.heartbeat", "runner-1", ""),
+    PoolStatus: ("org.caesar.pool.status.v1", "pool.status", "slurm", ""),
 }
 
 

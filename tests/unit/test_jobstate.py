@@ -21,6 +21,7 @@ from caesar_common.jobstate import (
     ACTIVE_STATES,
     TERMINAL_RANK,
     TERMINAL_STATES,
+    HeldBefore,
     JobPosition,
     JobState,
     is_terminal,
@@ -430,3 +431,17 @@ def test_lost_runner_racing_its_own_outcome_converges_before_a_retry() -> None:
 def test_histories_outside_the_contract_do_not_converge(history: list[Event]) -> None:
     results = {project(order) for order in itertools.permutations(history)}
     assert len(results) == 1, results
+
+
+WITH_SUBMISSION = [P(0, PENDING), *ALL_POSITIONS]
+
+
+@pytest.mark.parametrize("new", ALL_POSITIONS, ids=_pid)
+def test_held_before_is_supersedes_split_by_attempt(new: JobPosition) -> None:
+    """Exactly one side matches whatever ``supersedes`` accepts, and nothing else."""
+    for held in WITH_SUBMISSION:
+        same, earlier = HeldBefore(new, True).matches(held), HeldBefore(new, False).matches(held)
+        assert not (same and earlier)
+        assert (same or earlier) == supersedes(new, held), (new, held)
+        if same or earlier:
+            assert same == (held.attempt == new.attempt)

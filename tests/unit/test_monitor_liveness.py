@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -188,7 +189,7 @@ async def test_watchdog_gives_no_verdict_while_cut_off_from_the_broker() -> None
         timelines=Untouchable(),  # type: ignore[arg-type]
         runners=Untouchable(),  # type: ignore[arg-type]
         settings=MonitorSettings(),
-        kick=lambda _: None,
+        kick=lambda *_: None,
         broker_connected=lambda: False,
     )
     assert await sweep(deps) == []
@@ -327,3 +328,25 @@ def test_forgetting_a_drop_changes_no_verdict() -> None:
     assert KEY not in forgotten.missing
     assert [v.reason for v in judged(runner_job(), kept)] == [ATTEMPT_NOT_REPORTED]
     assert [v.reason for v in judged(runner_job(), forgotten)] == [ATTEMPT_NOT_REPORTED]
+
+
+def test_a_slurm_attempt_outlives_a_runner_restart_of_ten_minutes() -> None:
+    """Slurm jobs run on without their runner: its silence is judged on the pool's timeout."""
+    slurm = replace(job(), job_id="j-slurm", pool="slurm", wall_time_s=None)
+    local = replace(job(), job_id="j-local", wall_time_s=None)
+    reports = {"r1": RunnerReport(last_seen=NOW - timedelta(minutes=10), sent_at=NOW, running=frozenset())}
+
+    def judged_at(now: datetime) -> list[str]:
+        found = judge(
+            [slurm, local],
+            reports,
+            now=now,
+            runner_timeout_s=TIMEOUT,
+            wall_time_grace_s=GRACE,
+            watching_since=LONG_AGO,
+            timeout_by_pool={"slurm": 900.0},
+        )
+        return [v.job.job_id for v in found]
+
+    assert judged_at(NOW) == ["j-local"]
+    assert judged_at(NOW + timedelta(minutes=5, seconds=1)) == ["j-slurm", "j-local"]

@@ -19,6 +19,7 @@ from caesar_runner.domain.claim import HANDED_BACK, SELF_FENCED
 from caesar_runner.executors.base import ExecutionResult
 from caesar_runner.service.attempts import JobRunner, RunnerConfig
 from tests.unit.fakes.runner import FakeClaimStore, FakeConsumer, FakeExecutor, success
+from tests.unit.fakes.scheduler import Kicks
 
 FILE_ID = "f" * 32
 OWNER = "alice"
@@ -35,7 +36,7 @@ class Harness:
         (data / OWNER).mkdir(parents=True)
         (data / OWNER / f"{FILE_ID}.fits").write_bytes(b"SIMPLE")
         self.claims = FakeClaimStore()
-        self.kicked: list[str] = []
+        self.kicks = Kicks()
         self.published: list[Envelope] = []
         self.executor = executor
         self.consumer = FakeConsumer()
@@ -54,7 +55,7 @@ class Harness:
         self.runner = JobRunner(
             config,
             self.claims,
-            self.kicked.append,
+            self.kicks,
             self._publish,
             executor,
             find_app=with_trivial,
@@ -105,7 +106,7 @@ async def test_an_attempt_reports_started_running_and_its_outcome(harness: Calla
     final = h.claims.events[-1].data
     assert (final["exit_code"], final["retryable"], final["runner_id"]) == (0, False, "r1")
     assert h.claims.docs[key]["state"] == "SUCCESS"
-    assert key in h.kicked
+    assert key in h.kicks.ids
     assert h.runner.running == {}
 
 
@@ -208,7 +209,7 @@ async def test_a_restarted_local_runner_reports_its_orphans(harness: Callable[..
     await h.runner.start_attempt(command(job_id))
     await h.executor.wait_started(f"{job_id}:1")
     # A new life of runner r1 (same store): the old processes died with the old one.
-    reborn = JobRunner(h.runner.config, h.claims, h.kicked.append, h._publish, FakeExecutor())
+    reborn = JobRunner(h.runner.config, h.claims, h.kicks, h._publish, FakeExecutor())
     assert await reborn.resume_claims() == 1
     assert h.claims.states(job_id)[-1] == (1, "FAILURE")
     assert h.claims.events[-1].data["retryable"] is True
@@ -221,9 +222,7 @@ async def test_a_restarted_reattaching_runner_resumes_its_attempts(harness: Call
     key = f"{job_id}:1"
     await h.executor.wait_started(key)
     executor = FakeExecutor(reattaches=True)
-    reborn = JobRunner(
-        h.runner.config, h.claims, h.kicked.append, h._publish, executor, find_app=with_trivial
-    )
+    reborn = JobRunner(h.runner.config, h.claims, h.kicks, h._publish, executor, find_app=with_trivial)
     assert await reborn.resume_claims() == 1
     await executor.wait_started(key)
     executor.finish(key, ExecutionResult(JobState.FAILURE, 3, 1.0, 0.1, 0, "exit 3"))

@@ -105,12 +105,23 @@ async def test_submission_is_queued_and_wakes_the_dispatcher() -> None:
     assert s.wakes.count == 1
 
 
-async def test_duplicate_submission_changes_nothing() -> None:
+async def test_duplicate_submission_changes_nothing_but_announces_the_decision_again() -> None:
+    """A re-announced submission (the api still shows PENDING) heals a lost QUEUED."""
     s = Scheduler()
     await s.send(submitted())
     await s.send(submitted())
-    assert s.jobs.states() == [("QUEUED", 1)]
+    assert s.jobs.states() == [("QUEUED", 1), ("QUEUED", 1)]
+    assert s.jobs.docs[JOB]["phase"] == WAITING
     assert s.wakes.count == 1
+
+
+async def test_a_submission_seen_again_once_a_runner_reports_is_not_answered() -> None:
+    """Runner states carry measurements only the runner has: the scheduler never re-sends them."""
+    s = Scheduler()
+    await s.send(submitted())
+    s.jobs.docs[JOB]["state"] = "RUNNING"
+    await s.send(submitted())
+    assert s.jobs.states() == [("QUEUED", 1)]
 
 
 async def test_an_app_no_pool_can_run_is_aborted_with_the_reason() -> None:

@@ -60,9 +60,13 @@ class FakeTimelineStore:
         also: Document | None = None,
     ) -> bool:
         doc = self.docs.get(job_id)
+        if doc is None and held is None:
+            doc = self.docs.setdefault(job_id, {"_id": job_id, "events": [], "state": None})
         if not self._holds(doc, held):
             return False
         assert doc is not None
+        if entry is not None and any(e["event_id"] == entry["event_id"] for e in doc["events"]):
+            return False
         doc.update(copy.deepcopy(dict(fields)))
         if entry is not None:
             doc["events"] = sorted([*doc["events"], dict(entry)], key=entry_sort_key)

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from caesar_common.events import Envelope
-from caesar_common.jobstate import JobState
+from caesar_common.jobstate import HeldBefore, JobPosition, JobState
 from caesar_common.store import Document
 from caesar_scheduler.domain.fairshare import OwnerBacklog
-from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, WAITING
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
 
 
 class FakeJobStore:
@@ -28,6 +28,24 @@ class FakeJobStore:
     async def get(self, job_id: str) -> Document | None:
         doc = self.docs.get(job_id)
         return copy.deepcopy(doc) if doc is not None else None
+
+    async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
+        found = [
+            copy.deepcopy(d)
+            for d in self.docs.values()
+            if d.get("phase") == WAITING and d.get("pool") == pool and d["queued_at"] <= queued_before
+        ]
+        return found[:limit]
+
+    async def advance(self, job_id: str, held: HeldBefore, changes: dict[str, Any]) -> bool:
+        doc = self.docs.get(job_id)
+        if doc is None or doc.get("phase") not in (WAITING, DISPATCHED, FINISHED):
+            return False
+        position = JobPosition(doc["attempt"], JobState(doc["state"]), bool(doc.get("retryable")))
+        if not held.matches(position):
+            return False
+        doc.update(copy.deepcopy(changes))
+        return True
 
     async def insert(self, doc: Document, events: list[Envelope]) -> bool:
         if doc["_id"] in self.docs:
@@ -100,13 +118,17 @@ class FakeJobStore:
 
 
 class Kicks:
-    """Stands in for ``relay.kick``: remembers which documents were to be published."""
+    """Stands in for ``relay.kick``: remembers which documents (and events) were handed over."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
+        self.handed: list[Envelope] = []
 
-    def __call__(self, doc_id: str) -> None:
+    def __call__(
+        self, doc_id: str, envelopes: Sequence[Envelope] = (), commands: Sequence[tuple[Envelope, str]] = ()
+    ) -> None:
         self.ids.append(doc_id)
+        self.handed.extend([*envelopes, *(c for c, _ in commands)])
 
 
 class Wakes:

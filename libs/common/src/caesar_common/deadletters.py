@@ -21,10 +21,14 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from caesar_common.bus import runner_pool_queue
+from caesar_common.logging import get_logger
+
+log = get_logger(__name__)
 
 DLQ_SUFFIX = ".dlq"
 SERVICE_QUEUES: tuple[str, ...] = (
     "api.job-states",
+    "api.pool-status",
     "scheduler.events",
     "monitor.events",
     "monitor.heartbeats",
@@ -110,7 +114,23 @@ async def list_dead_letters(
         for message in held:
             await message.nack(requeue=True)
         await channel.close()
+        await _until_back(connection, queue, count)
     return found
+
+
+async def _until_back(connection: AbstractConnection, queue: str, count: int, *, wait_s: float = 5.0) -> None:
+    """Wait (bounded) until the peeked messages are counted in their queue again.
+
+    A requeue is asynchronous: a quorum queue applies it through its log, so a depth read
+    right after a peek can miss the messages that were just looked at. Whoever lists and
+    then counts (an operator, the monitor) must see them where they were.
+    """
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while (await depths(connection, [queue])).get(queue, 0) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("peeked dead letters not counted back yet", queue=queue, expected=count)
+            return
+        await asyncio.sleep(0.05)
 
 
 async def replay(connection: AbstractConnection, queue: str, *, limit: int = 1000) -> int:

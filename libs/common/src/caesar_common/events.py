@@ -203,6 +203,33 @@ class RunnerHeartbeat(Message):
         return ""
 
 
+class PoolStatus(Message):
+    """Whether a runner pool can run anything, as the scheduler sees it (a snapshot).
+
+    Published by the scheduler when it changes and again periodically (not through an
+    outbox: the next snapshot replaces a lost one). ``runnerless_since`` is set while no
+    runner of the pool has been heard from; jobs waiting for it that long past
+    ``max_wait_s`` (0: never) are ABORTED.
+    """
+
+    type_name: ClassVar[str] = "pool.status"
+
+    pool: str
+    live_runners: int
+    slots_total: int
+    runnerless_since: datetime | None = None
+    max_wait_s: float = 0.0
+    reason: str = ""
+    """Why the pool's jobs wait, for people (empty while a runner serves the pool)."""
+    sent_at: datetime
+
+    def subject(self) -> str:
+        return self.pool
+
+    def owner_of(self) -> str:
+        return ""
+
+
 class Envelope(BaseModel):
     """CloudEvents-style envelope; ``data`` holds a :class:`Message` as a dict."""
 
@@ -268,6 +295,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         JobStateChanged,
         RunJob,
         RunnerHeartbeat,
+        PoolStatus,
     )
 }
 

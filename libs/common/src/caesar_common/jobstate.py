@@ -89,3 +89,40 @@ def supersedes(new: JobPosition, held: JobPosition | None) -> bool:
         # (the scheduler gives up, or a slow runner reports its true outcome after all).
         return is_terminal(new.state) and not new.retryable
     return new.key > held.key
+
+
+_TERMINAL_VALUES = sorted(s.value for s in TERMINAL_STATES)
+_NOT_FINAL: dict[str, object] = {"$or": [{"state": {"$nin": _TERMINAL_VALUES}}, {"retryable": True}]}
+
+
+@dataclass(frozen=True)
+class HeldBefore:
+    """The held positions an event at ``new`` supersedes, on one side of its attempt.
+
+    :func:`supersedes` as a database filter, so a projection can apply an event with one
+    guarded update instead of a read and a write: the database checks the rule
+    atomically, and a duplicate or late event matches nothing. Split by attempt because
+    what the event writes differs (a new attempt clears the previous one's measurements).
+    ``matches`` is the same rule in Python, for in-memory stores and for proving the two
+    agree.
+    """
+
+    new: JobPosition
+    same_attempt: bool
+
+    def matches(self, held: JobPosition) -> bool:
+        if (held.attempt == self.new.attempt) != self.same_attempt:
+            return False
+        return supersedes(self.new, held)
+
+    def as_filter(self) -> dict[str, object]:
+        """Filter on the ``attempt``, ``state`` and ``retryable`` fields of a projection."""
+        attempt = self.new.attempt
+        if not self.same_attempt:
+            return {"attempt": {"$lt": attempt}, **_NOT_FINAL}
+        if is_terminal(self.new.state):
+            if self.new.retryable:
+                return {"attempt": attempt, "state": {"$nin": _TERMINAL_VALUES}}
+            return {"attempt": attempt, **_NOT_FINAL}
+        lower = [s.value for s in JobState if not is_terminal(s) and rank(s) < rank(self.new.state)]
+        return {"attempt": attempt, "state": {"$in": lower}}

@@ -1,10 +1,10 @@
 """Transactional outbox: events are stored in the document whose change caused them.
 
 A producer writes its state change and the events it causes in *one* MongoDB update
-(the ``outbox`` array plus the indexed ``outbox_pending`` flag), then asks the relay to
-publish right away (fast path). The relay publishes with broker confirms and only then
-removes the events; a periodic sweep re-publishes whatever a crash left behind, so an
-event is published at least once and never lost. Consumers are idempotent, which makes
+(the ``outbox`` array plus the indexed ``outbox_pending`` flag), then hands those events
+to the relay (fast path). The relay publishes with broker confirms and only then removes
+the events; a periodic sweep re-publishes whatever a crash left behind, so an event is
+published at least once and never lost. Consumers are idempotent, which makes
 the rare duplicate harmless.
 
 The flag, not the array, is what the sweep queries: a query on ``outbox.0`` scans the
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_common.bus import Bus
@@ -101,8 +101,56 @@ def _concat_push(first: Any, second: Any) -> Document:
     return {**a, "$each": [*a["$each"], *b["$each"]]}
 
 
+OutboxItem = tuple[Envelope, str | None]
+"""An event (``None``) or a command and its queue, as a producer appended it to an outbox."""
+
+
+class Kick(Protocol):
+    """Hands a document's freshly written events to the relay (see :meth:`OutboxRelay.kick`)."""
+
+    def __call__(
+        self,
+        doc_id: Any,
+        envelopes: Sequence[Envelope] = (),
+        commands: Sequence[tuple[Envelope, str]] = (),
+    ) -> None: ...
+
+
+def clear_published(ids: Sequence[str]) -> list[Document]:
+    """Pipeline update removing published events, and the flag once the outbox is empty.
+
+    One write instead of a ``$pull`` and a guarded ``$unset``: events appended after the
+    ones published stay, and so does the flag that lets the sweep find them.
+    """
+    return [
+        {
+            "$set": {
+                "outbox": {
+                    "$filter": {
+                        "input": {"$ifNull": ["$outbox", []]},
+                        "cond": {"$not": [{"$in": ["$$this.id", list(ids)]}]},
+                    }
+                }
+            }
+        },
+        {"$set": {"outbox_pending": {"$cond": [{"$gt": [{"$size": "$outbox"}, 0]}, True, "$$REMOVE"]}}},
+    ]
+
+
+_Key = tuple[str, Any]
+
+
 class OutboxRelay:
-    """Publishes outbox events with confirms, then removes them from their documents."""
+    """Publishes outbox events with confirms, then removes them from their documents.
+
+    The fast path publishes the events a producer hands over in :meth:`kick` (already in
+    memory: no read back), many documents at once with their confirms outstanding
+    together, then clears them all with one ``bulk_write`` per collection. Kicks that
+    arrive while a batch is out form the next batch, so the batch grows with the load
+    and a lone event waits for nothing. Events of one document are published in order,
+    and a document is never in two batches at once. The periodic sweep stays the safety
+    net for whatever a crash or a broker outage left behind.
+    """
 
     def __init__(
         self,
@@ -111,60 +159,106 @@ class OutboxRelay:
         *,
         sweep_interval_s: float = 2.0,
         duplicate_publish: bool = False,
+        batch_max: int = 256,
     ) -> None:
         self._bus = bus
         self._collections = {c.name: c for c in collections}
         self._sweep_interval_s = sweep_interval_s
         self._duplicate = duplicate_publish
-        self._running: dict[tuple[str, Any], asyncio.Task[None]] = {}
-        self._dirty: set[tuple[str, Any]] = set()
+        self._batch_max = batch_max
+        # Waiting kicks in arrival order; ``None``: the events are not known, read them.
+        self._waiting: dict[_Key, list[OutboxItem] | None] = {}
+        self._in_flight: set[_Key] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    def kick(self, collection: AsyncCollection[Document], doc_id: Any) -> None:
-        """Fast path: publish a document's events now, in the background."""
-        key = (collection.name, doc_id)
-        if key in self._running:
-            self._dirty.add(key)
-            return
-        task = asyncio.get_running_loop().create_task(self._drain(key))
-        self._running[key] = task
+    def kick(
+        self,
+        collection: AsyncCollection[Document],
+        doc_id: Any,
+        envelopes: Sequence[Envelope] = (),
+        commands: Sequence[tuple[Envelope, str]] = (),
+    ) -> None:
+        """Fast path: publish the events just written to a document, in the background.
 
-    async def _drain(self, key: tuple[str, Any]) -> None:
-        try:
-            while True:
-                self._dirty.discard(key)
-                try:
-                    await self.publish_document(self._collections[key[0]], key[1])
-                except Exception as exc:  # noqa: BLE001 - the sweep retries
-                    log.warning(
-                        "outbox publish failed; the sweep will retry",
-                        doc=str(key[1]),
-                        error=repr(exc),
-                    )
-                    return
-                if key not in self._dirty:
-                    return
-        finally:
-            self._running.pop(key, None)
+        ``envelopes`` and ``commands`` are what the producer's write appended, in the order
+        it appended them; without them the relay reads the document's outbox.
+        """
+        items: list[OutboxItem] | None = [(e, None) for e in envelopes] + [(e, q) for e, q in commands]
+        key = (collection.name, doc_id)
+        if not items:
+            items = None
+        if key in self._waiting:
+            earlier = self._waiting[key]
+            items = None if earlier is None or items is None else earlier + items
+        self._waiting[key] = items
+        self._idle.clear()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._publish_batches())
+        self._wake.set()
+
+    async def _publish_batches(self) -> None:
+        while True:
+            if not self._waiting:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch: list[tuple[_Key, list[OutboxItem] | None]] = []
+            for key in list(self._waiting)[: self._batch_max]:
+                batch.append((key, self._waiting.pop(key)))
+            self._in_flight = {key for key, _ in batch}
+            try:
+                await self._publish_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - the sweep retries whatever is left
+                log.warning("outbox batch not cleared; the sweep will retry", error=repr(exc))
+            finally:
+                self._in_flight = set()
+
+    async def _publish_batch(self, batch: Sequence[tuple[_Key, list[OutboxItem] | None]]) -> None:
+        results = await asyncio.gather(
+            *(self._publish_kicked(key, items) for key, items in batch), return_exceptions=True
+        )
+        clears: dict[str, list[UpdateOne]] = {}
+        for (key, items), result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "outbox publish failed; the sweep will retry", doc=str(key[1]), error=repr(result)
+                )
+            elif items is not None:
+                ids = [envelope.id for envelope, _ in items]
+                clears.setdefault(key[0], []).append(UpdateOne({"_id": key[1]}, clear_published(ids)))
+        for name, operations in clears.items():
+            await self._collections[name].bulk_write(operations, ordered=False)
+
+    async def _publish_kicked(self, key: _Key, items: list[OutboxItem] | None) -> None:
+        if items is None:
+            await self.publish_document(self._collections[key[0]], key[1])
+            return
+        for envelope, to_queue in items:
+            await self._publish(envelope, to_queue)
+
+    async def _publish(self, envelope: Envelope, to_queue: str | None) -> None:
+        await self._bus.publish(envelope, to_queue=to_queue)
+        if self._duplicate:
+            await self._bus.publish(envelope, to_queue=to_queue)
 
     async def publish_document(self, collection: AsyncCollection[Document], doc_id: Any) -> int:
         """Publish every pending event of one document, in order; return how many."""
         doc = await collection.find_one({"_id": doc_id}, {"outbox": 1})
         items: list[Document] = (doc or {}).get("outbox") or []
+        if doc is None:
+            return 0
         published: list[str] = []
         for item in items:
             to_queue = item.pop("to_queue", None)
             envelope = Envelope.model_validate(item)
-            await self._bus.publish(envelope, to_queue=to_queue)
-            if self._duplicate:
-                await self._bus.publish(envelope, to_queue=to_queue)
+            await self._publish(envelope, to_queue)
             published.append(envelope.id)
-        if published:
-            await collection.update_one({"_id": doc_id}, {"$pull": {"outbox": {"id": {"$in": published}}}})
-        await collection.update_one(
-            {"_id": doc_id, "outbox_pending": True, "outbox": {"$size": 0}},
-            {"$unset": {"outbox_pending": ""}},
-        )
+        await collection.update_one({"_id": doc_id}, clear_published(published))
         return len(published)
 
     async def sweep_once(self, *, limit: int = 500) -> int:
@@ -174,8 +268,9 @@ class OutboxRelay:
             ids = [d["_id"] async for d in collection.find({"outbox_pending": True}, {"_id": 1}).limit(limit)]
             OUTBOX_PENDING.labels(collection.name).set(len(ids))
             for doc_id in ids:
-                if (collection.name, doc_id) in self._running:
-                    continue
+                key = (collection.name, doc_id)
+                if key in self._in_flight or key in self._waiting:
+                    continue  # the fast path has it
                 try:
                     total += await self.publish_document(collection, doc_id)
                 except Exception as exc:
@@ -211,12 +306,18 @@ class OutboxRelay:
                 delay = self._sweep_interval_s
 
     async def flush(self, *, timeout_s: float = 10.0) -> None:
-        """Stop sweeping and publish what remains (SIGTERM path)."""
+        """Stop sweeping, finish the fast path's batches and publish what remains (SIGTERM path)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=timeout_s)
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            log.warning("outbox fast path still busy at shutdown")
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        self._waiting.clear()
         try:
             await asyncio.wait_for(self.sweep_once(), timeout=timeout_s)
         except Exception as exc:  # noqa: BLE001 - what is left is published after restart

@@ -9,17 +9,21 @@ broker and database are up.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from pymongo import IndexModel
 
 from caesar_api.adapters.files_repo import FILES_INDEXES, FilesRepository
 from caesar_api.adapters.jobs_repo import JOBS_INDEXES, JobsRepository
+from caesar_api.adapters.pools_repo import PoolsRepository
 from caesar_api.adapters.storage import UploadStorage
 from caesar_api.auth import KeycloakKeys, TokenVerifier
 from caesar_api.dependencies import Dependencies
 from caesar_api.entrypoints.consumer import start_projection
+from caesar_api.service.reannounce import reannounce_pending
 from caesar_api.settings import ApiSettings
 from caesar_common.logging import get_logger
+from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
 
 log = get_logger(__name__)
@@ -27,7 +31,8 @@ log = get_logger(__name__)
 SERVICE = "api"
 FILES = "files"
 JOBS = "jobs"
-INDEXES: Mapping[str, Sequence[IndexModel]] = {FILES: FILES_INDEXES, JOBS: JOBS_INDEXES}
+POOLS = "pools"
+INDEXES: Mapping[str, Sequence[IndexModel]] = {FILES: FILES_INDEXES, JOBS: JOBS_INDEXES, POOLS: []}
 OUTBOX_COLLECTIONS: Sequence[str] = (FILES, JOBS)
 
 
@@ -43,6 +48,7 @@ def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
         settings=settings,
         files=FilesRepository(runtime.collection(FILES), runtime.name, runtime.relay),
         jobs=JobsRepository(runtime.collection(JOBS), runtime.name, runtime.relay),
+        pools=PoolsRepository(runtime.collection(POOLS)),
         storage=UploadStorage(settings.data_root),
         bus=runtime.bus,
     )
@@ -68,3 +74,11 @@ async def build(runtime: ServiceRuntime[ApiSettings]) -> None:
     if removed:
         log.info("stale partial uploads removed", count=removed)
     await start_projection(runtime.bus, deps)
+    after = timedelta(seconds=runtime.settings.reannounce_pending_after_s)
+
+    async def reannounce() -> int:
+        return await reannounce_pending(deps.jobs, datetime.now(UTC), after)
+
+    runtime.spawn(
+        run_every(after.total_seconds() / 4, reannounce, "reannounce-pending"), "reannounce-pending"
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from caesar_api.adapters.files_repo import FilesRepository
 from caesar_api.adapters.jobs_repo import JobsRepository
+from caesar_api.adapters.pools_repo import PoolsRepository
 from caesar_api.adapters.storage import UploadStorage
 from caesar_api.settings import ApiSettings
 from caesar_common.bus import Bus
@@ -18,5 +19,6 @@ class Dependencies:
     settings: ApiSettings
     files: FilesRepository
     jobs: JobsRepository
+    pools: PoolsRepository
     storage: UploadStorage
     bus: Bus

@@ -1,14 +1,14 @@
 """One plain async function per message type the api consumes, and the table routing to them.
 
-The api only reads ``JobStateChanged`` (its jobs read model); every handler is
-idempotent, so a redelivered event changes nothing.
+The api reads ``JobStateChanged`` (its jobs read model) and ``PoolStatus`` (whether a
+pool has a runner); every handler is idempotent, so a redelivered event changes nothing.
 """
 
 from __future__ import annotations
 
 from caesar_api.dependencies import Dependencies
 from caesar_api.service.projection import apply_job_state
-from caesar_common.events import Envelope, JobStateChanged
+from caesar_common.events import Envelope, JobStateChanged, PoolStatus
 from caesar_common.message_router import HandlerTable
 
 
@@ -17,6 +17,12 @@ async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, dep
     await apply_job_state(deps.jobs, message)
 
 
+async def on_pool_status(message: PoolStatus, envelope: Envelope, deps: Dependencies) -> None:
+    """Keep the pool's latest status (status routes tell waiting jobs if nobody serves it)."""
+    await deps.pools.record(message)
+
+
 HANDLERS: HandlerTable[Dependencies] = {
     JobStateChanged: on_job_state_changed,
+    PoolStatus: on_pool_status,
 }

@@ -38,6 +38,16 @@ class ApiSettings(ServiceSettings):
         title="Allowed upload formats",
         description="File extensions (lower case, no dot) accepted by the upload route.",
     )
+    reannounce_pending_after_s: float = Field(
+        120.0,
+        gt=0,
+        title="Re-announce a job still PENDING after",
+        description=(
+            "A job whose JobSubmitted went out but that is still PENDING this long after "
+            "(the scheduler never admitted it, or its answer was lost) gets its JobSubmitted "
+            "published again; the scheduler admits it, or re-sends what it decided."
+        ),
+    )
     default_page_size: int = Field(
         100, title="Default page size", description="Items per list page without ?limit=.", ge=1
     )

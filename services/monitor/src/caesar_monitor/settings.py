@@ -20,6 +20,16 @@ class MonitorSettings(ServiceSettings):
             "heartbeat does not fail a healthy job."
         ),
     )
+    runner_timeout_by_pool: dict[str, float] = Field(
+        default_factory=lambda: {"slurm": 900.0},
+        title="Runner timeout per pool",
+        description=(
+            'JSON object, e.g. {"slurm": 900}: pools whose attempts outlive their runner '
+            "(a Slurm job runs on without it, and a restarted runner reattaches) get a longer "
+            "timeout, so a runner restart of up to 10 minutes cancels and resubmits nothing. "
+            "Other pools use CAESAR_RUNNER_TIMEOUT_S."
+        ),
+    )
     watchdog_interval_s: float = Field(
         5.0, title="Watchdog period", description="How often stranded jobs are looked for."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from pymongo import IndexModel
@@ -57,9 +58,7 @@ async def build(
         executor = build_executor(settings, config.bin_dir)
     claims = Claims(runtime.collection(CLAIMS), runtime.collection(CANCELS))
 
-    def kick(claim_key: str) -> None:
-        runtime.relay.kick(claims.collection, claim_key)
-
+    kick = partial(runtime.relay.kick, claims.collection)
     runner = JobRunner(config, claims, kick, runtime.bus.publish, executor, find_app=find_app)
     runner.subscription = await start_consumers(runtime.bus, runner)
     runtime.spawn(

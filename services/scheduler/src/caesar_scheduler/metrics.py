@@ -17,3 +17,12 @@ NEVER_STARTED = Counter(
     "Attempts failed (retryable) because no runner started them after every re-send",
     ["pool"],
 )
+LIVE_RUNNERS = Gauge(
+    "caesar_scheduler_live_runners", "Runners heard from within the heartbeat expiry", ["pool"]
+)
+ABORTED_WITHOUT_RUNNER = Counter(
+    "caesar_scheduler_aborted_without_runner_total",
+    "Jobs ABORTED after waiting too long for a pool with no live runner",
+    ["pool"],
+)
+LEADER = Gauge("caesar_scheduler_leader", "1 while this replica holds the dispatcher lease")

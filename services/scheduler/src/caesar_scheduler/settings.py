@@ -64,6 +64,29 @@ class SchedulerSettings(ServiceSettings):
             "('never started'), and the retry policy decides (new attempt or ABORTED)."
         ),
     )
+    max_wait_without_runner_s: float = Field(
+        86400.0,
+        ge=0,
+        title="Longest wait for a pool without a runner",
+        description=(
+            "Jobs waiting for a pool that has had no live runner for this long, and have "
+            "waited this long themselves, are ABORTED. Meanwhile their status says the pool "
+            "has no runner. 0: wait forever."
+        ),
+    )
+    leader_lease_s: float = Field(
+        15.0,
+        gt=0,
+        title="Dispatcher lease",
+        description=(
+            "Of several scheduler replicas, the one holding this lease dispatches (and "
+            "reconciles); it renews it every fifth of this time. If it dies, another takes "
+            "over within this time. Every replica consumes events (their writes are guarded)."
+        ),
+    )
+    pool_status_interval_s: float = Field(
+        5.0, gt=0, title="How often pools are checked for live runners (and announced)"
+    )
     max_attempts: int = Field(
         3,
         title="Attempts per job",

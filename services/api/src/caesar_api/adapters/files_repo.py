@@ -14,7 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
-from caesar_common.events import FileDeleted, FileUploaded
+from caesar_common.events import Envelope, FileDeleted, FileUploaded
 from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 
@@ -37,15 +37,16 @@ class FilesRepository:
         self._source = source
         self._relay = relay
 
-    def _publish_soon(self, doc_id: str) -> None:
-        """Hand a record's fresh outbox to the relay (the periodic sweep is the fallback)."""
+    def _publish_soon(self, doc_id: str, envelope: Envelope) -> None:
+        """Hand a record's fresh event to the relay (the periodic sweep is the fallback)."""
         if self._relay is not None:
-            self._relay.kick(self.collection, doc_id)
+            self._relay.kick(self.collection, doc_id, [envelope])
 
     async def add(self, record: Document, event: FileUploaded) -> None:
         """Insert a new file record together with its ``FileUploaded`` event."""
-        await self.collection.insert_one({**record, **outbox_fields([envelope_for(event, self._source)])})
-        self._publish_soon(record["_id"])
+        envelope = envelope_for(event, self._source)
+        await self.collection.insert_one({**record, **outbox_fields([envelope])})
+        self._publish_soon(record["_id"], envelope)
 
     async def get(self, owner: str, file_id: str) -> Document | None:
         """The owner's live (not deleted) file, or ``None``."""
@@ -79,14 +80,15 @@ class FilesRepository:
         double delete emit one event only).
         """
         event = FileDeleted(file_id=record["_id"], owner=record["owner"], size_bytes=record["size_bytes"])
+        envelope = envelope_for(event, self._source)
         update = merge_updates(
             {"$set": {"deleted": True, "deleted_at": datetime.now(UTC)}},
-            outbox_update([envelope_for(event, self._source)]),
+            outbox_update([envelope]),
         )
         result = await self.collection.update_one(
             {"_id": record["_id"], "owner": record["owner"], "deleted": False}, update
         )
         if result.modified_count != 1:
             return False
-        self._publish_soon(record["_id"])
+        self._publish_soon(record["_id"], envelope)
         return True

@@ -17,17 +17,25 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
-from caesar_common.events import JobCancelRequested, JobSubmitted
+from caesar_common.events import Envelope, JobCancelRequested, JobSubmitted
+from caesar_common.group_commit import GroupInserter
+from caesar_common.jobstate import HeldBefore
 from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 
 JOBS_INDEXES: list[IndexModel] = [
+    # Jobs still PENDING, oldest first (the re-announcement of lost submissions).
+    IndexModel([("state", ASCENDING), ("submitted_at", ASCENDING)], name="state_submitted"),
     # GET /jobs: the owner's jobs, newest first, cursor on (submitted_at, _id).
     IndexModel(
         [("owner", ASCENDING), ("submitted_at", DESCENDING), ("_id", DESCENDING)],
         name="owner_newest",
     ),
 ]
+
+
+# Bookkeeping no reader needs: the outbox, and the payload kept for re-announcing.
+_HIDDEN = {"outbox": 0, "announcement": 0}
 
 
 def position_guard(job: Document) -> Document:
@@ -49,23 +57,57 @@ class JobsRepository:
         self.collection = collection
         self._source = source
         self._relay = relay
+        # Concurrent submissions share one journaled insert (group commit).
+        self._inserter = GroupInserter(collection)
 
-    def _publish_soon(self, doc_id: str) -> None:
-        """Hand a record's fresh outbox to the relay (the periodic sweep is the fallback)."""
+    def _publish_soon(self, doc_id: str, envelope: Envelope) -> None:
+        """Hand a record's fresh event to the relay (the periodic sweep is the fallback)."""
         if self._relay is not None:
-            self._relay.kick(self.collection, doc_id)
+            self._relay.kick(self.collection, doc_id, [envelope])
 
     async def add(self, record: Document, event: JobSubmitted) -> None:
-        """Insert a new job together with its ``JobSubmitted`` event."""
-        await self.collection.insert_one({**record, **outbox_fields([envelope_for(event, self._source)])})
-        self._publish_soon(record["_id"])
+        """Insert a new job together with its ``JobSubmitted`` event; durable on return.
+
+        The event's payload is kept in the record (``announcement``) so that a
+        submission the scheduler never saw can be announced again.
+        """
+        envelope = envelope_for(event, self._source)
+        document = {**record, "announcement": envelope.data, **outbox_fields([envelope])}
+        await self._inserter.insert(document)
+        self._publish_soon(record["_id"], envelope)
+
+    async def reannounce_pending(self, announced_before: datetime, now: datetime, *, limit: int = 500) -> int:
+        """Publish ``JobSubmitted`` again for jobs still PENDING since before the instant.
+
+        Only jobs whose outbox is empty (their announcement did go out) and that were not
+        re-announced since then; each write is guarded on the job still being PENDING.
+        """
+        query = {
+            "state": "PENDING",
+            "submitted_at": {"$lte": announced_before},
+            "outbox_pending": {"$ne": True},
+            "$or": [{"reannounced_at": None}, {"reannounced_at": {"$lte": announced_before}}],
+        }
+        done = 0
+        async for doc in self.collection.find(query, {"announcement": 1, "reannounced_at": 1}).limit(limit):
+            if not doc.get("announcement"):
+                continue  # recorded before announcements were kept: nothing to re-send
+            envelope = envelope_for(JobSubmitted.model_validate(doc["announcement"]), self._source)
+            update = merge_updates({"$set": {"reannounced_at": now}}, outbox_update([envelope]))
+            # Guarded on the value read too: of two api replicas, one re-announces.
+            guard = {"_id": doc["_id"], "state": "PENDING", "reannounced_at": doc.get("reannounced_at")}
+            result = await self.collection.update_one(guard, update)
+            if result.modified_count == 1:
+                self._publish_soon(doc["_id"], envelope)
+                done += 1
+        return done
 
     async def get(self, owner: str, job_id: str) -> Document | None:
-        return await self.collection.find_one({"_id": job_id, "owner": owner}, {"outbox": 0})
+        return await self.collection.find_one({"_id": job_id, "owner": owner}, _HIDDEN)
 
     async def get_any(self, job_id: str) -> Document | None:
         """A job whoever owns it (the projection; events carry the owner to check)."""
-        return await self.collection.find_one({"_id": job_id}, {"outbox": 0})
+        return await self.collection.find_one({"_id": job_id}, _HIDDEN)
 
     async def list(self, owner: str, limit: int, after: Document | None) -> Page:
         """One page of the owner's jobs, newest first."""
@@ -73,7 +115,7 @@ class JobsRepository:
         if after is not None:
             query.update(after_filter("submitted_at", after))
         cursor = (
-            self.collection.find(query, {"outbox": 0})
+            self.collection.find(query, _HIDDEN)
             .sort([("submitted_at", DESCENDING), ("_id", DESCENDING)])
             .limit(limit + 1)
         )
@@ -86,17 +128,19 @@ class JobsRepository:
         Returns ``False`` when the job moved on since it was read (re-read and decide).
         """
         event = JobCancelRequested(job_id=job["_id"], owner=job["owner"], requested_at=requested_at)
+        envelope = envelope_for(event, self._source)
         update = merge_updates(
             {"$set": {"cancel_requested_at": requested_at, "updated_at": requested_at}},
-            outbox_update([envelope_for(event, self._source)]),
+            outbox_update([envelope]),
         )
         result = await self.collection.update_one(position_guard(job), update)
         if result.matched_count != 1:
             return False
-        self._publish_soon(job["_id"])
+        self._publish_soon(job["_id"], envelope)
         return True
 
-    async def move(self, job: Document, fields: dict[str, Any]) -> bool:
-        """Apply a projected transition if ``job`` is still where it was read."""
-        result = await self.collection.update_one(position_guard(job), {"$set": fields})
+    async def move_from(self, job_id: str, owner: str, held: HeldBefore, fields: dict[str, Any]) -> bool:
+        """Apply a projected transition if the job's position is one ``held`` matches."""
+        query = {"_id": job_id, "owner": owner, **held.as_filter()}
+        result = await self.collection.update_one(query, {"$set": fields})
         return result.matched_count == 1

@@ -23,8 +23,11 @@ def position_of(job: Mapping[str, Any]) -> JobPosition:
     return JobPosition(int(job["attempt"]), JobState(job["state"]), bool(job.get("retryable")))
 
 
-def transition_fields(held_attempt: int, event: JobStateChanged) -> dict[str, Any]:
-    """The fields (``$set``) that bring a record at ``held_attempt`` to the event's position."""
+def transition_fields(event: JobStateChanged, *, new_attempt: bool) -> dict[str, Any]:
+    """The fields (``$set``) that bring a record to the event's position.
+
+    ``new_attempt``: the record holds an earlier attempt than the event's.
+    """
     fields: dict[str, Any] = {
         "state": event.state.value,
         "attempt": event.attempt,
@@ -32,7 +35,6 @@ def transition_fields(held_attempt: int, event: JobStateChanged) -> dict[str, An
         "reason": event.reason,
         "updated_at": event.changed_at,
     }
-    new_attempt = event.attempt != held_attempt
     for name in MEASURED_FIELDS:
         value = getattr(event, name)
         if value is not None:

@@ -88,16 +88,17 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def job_status(job: Mapping[str, Any]) -> dict[str, Any]:
+def job_status(job: Mapping[str, Any], *, waiting: str = "") -> dict[str, Any]:
     """Body of ``GET /job/<id>/status``.
 
     ``exit_status`` and ``exit_code`` are the app's exit code once known, else null;
     ``elapsed_time`` (seconds) and ``pid`` are strings as in the old service ("" while
-    unknown).
+    unknown). ``waiting`` says why a queued job cannot start (its pool has no runner).
     """
     state = JobState(job["state"])
     exit_code = job.get("exit_code")
-    status = status_message(state, exit_code=exit_code, reason=job.get("reason") or "")
+    reason = "; ".join(r for r in (job.get("reason") or "", waiting) if r)
+    status = status_message(state, exit_code=exit_code, reason=reason)
     if job.get("cancel_requested_at") is not None and not is_terminal(state):
         status = f"Cancel requested, waiting for the job to stop ({status})"
     body = {
@@ -114,6 +115,8 @@ def job_status(job: Mapping[str, Any]) -> dict[str, Any]:
     # (``local``, ``slurm``), once the scheduler has chosen.
     if job.get("pool"):
         body["pool"] = job["pool"]
+    if waiting:
+        body["waiting_reason"] = waiting
     return body
 
 

@@ -13,8 +13,11 @@ from caesar_common.bus import Bus, QueueSpec, Subscription
 from caesar_common.message_router import route_by_type
 
 JOB_STATES_QUEUE = QueueSpec("api.job-states", bindings=["job.state.*"])
+# Its own queue: a backlog of job states must not delay a pool's status, and vice versa.
+POOL_STATUS_QUEUE = QueueSpec("api.pool-status", bindings=["pool.status"])
 
 
 async def start_projection(bus: Bus, deps: Dependencies, *, prefetch: int = 32) -> Subscription:
-    """Consume job state events and project them onto the ``jobs`` collection."""
+    """Consume job state events (onto ``jobs``) and pool statuses (onto ``pools``)."""
+    await bus.consume(POOL_STATUS_QUEUE, route_by_type(HANDLERS, deps), prefetch=4)
     return await bus.consume(JOB_STATES_QUEUE, route_by_type(HANDLERS, deps), prefetch=prefetch)

@@ -156,6 +156,9 @@ class JobStatus(BaseModel):
     state: JobState
     status: str
     tag: str
+    waiting_reason: str | None = Field(
+        None, description="Why a QUEUED job cannot start yet (its pool has no live runner)."
+    )
 
 
 class JobSummary(JobStatus):

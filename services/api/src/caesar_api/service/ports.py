@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from caesar_api.adapters.pagination import Page
 from caesar_common.events import FileUploaded, JobSubmitted
+from caesar_common.jobstate import HeldBefore
 from caesar_common.store import Document
 
 
@@ -30,7 +31,13 @@ class JobStore(Protocol):
 
     async def request_cancel(self, job: Document, requested_at: datetime) -> bool: ...
 
-    async def move(self, job: Document, fields: dict[str, Any]) -> bool: ...
+    async def reannounce_pending(self, announced_before: datetime, now: datetime, *, limit: int = 500) -> int:
+        """Publish ``JobSubmitted`` again for jobs still PENDING since before the instant."""
+        ...
+
+    async def move_from(self, job_id: str, owner: str, held: HeldBefore, fields: dict[str, Any]) -> bool:
+        """Set ``fields`` on the owner's job if its position is one ``held`` matches."""
+        ...
 
 
 class FileStore(Protocol):

@@ -69,10 +69,19 @@ class TimelineRepository:
         """Set the new position if the document still holds ``held``; ``True`` if it did.
 
         ``entry`` and ``also`` (e.g. an outbox update) are written in the same operation,
-        so a state change and the events it causes are never separated.
+        so a state change and the events it causes are never separated; the entry is
+        guarded on being absent, so a duplicate event never lands twice. Holding nothing
+        (``held`` is ``None``), the document is created if it does not exist.
         """
-        update = merge_updates({"$set": dict(fields)}, _push_entry(entry) if entry else {}, also or {})
-        result = await self.collection.update_one(position_guard(job_id, held), update)
+        update = merge_updates(
+            {"$set": dict(fields)} if fields else {}, _push_entry(entry) if entry else {}, also or {}
+        )
+        query = position_guard(job_id, held)
+        if entry is not None:
+            query["events.event_id"] = {"$ne": entry["event_id"]}
+        if held is None:
+            return await guarded_upsert(self.collection, query, update)
+        result = await self.collection.update_one(query, update)
         return result.modified_count == 1
 
     async def executing(self) -> list[Document]:

@@ -165,6 +165,7 @@ def judge(
     runner_timeout_s: float,
     wall_time_grace_s: float,
     watching_since: datetime,
+    timeout_by_pool: Mapping[str, float] | None = None,
 ) -> list[Verdict]:
     """Verdicts for the jobs that must be ended now; jobs not executing are ignored.
 
@@ -173,13 +174,15 @@ def judge(
     The unreported-attempt rule waits until this monitor has watched for a full timeout:
     after a (re)connection the job events queued meanwhile (an attempt's final state,
     sent just before its runner dropped it from its heartbeats) must be read first.
+    ``timeout_by_pool`` gives pools whose attempts outlive their runner (Slurm) a longer
+    timeout than ``runner_timeout_s``.
     """
-    timeout = timedelta(seconds=runner_timeout_s)
-    settled = now - watching_since > timeout
     verdicts = []
     for job in jobs:
         if job.state not in ACTIVE_STATES:
             continue
+        timeout = timedelta(seconds=(timeout_by_pool or {}).get(job.pool, runner_timeout_s))
+        settled = now - watching_since > timeout
         report = runners.get(job.runner_id) if job.runner_id else None
         seen = report.last_seen if report is not None else None
         if now - _silence_start(job, seen, watching_since) > timeout:

@@ -1,22 +1,22 @@
 """What the monitor's use cases need from its database, as interfaces.
 
 The MongoDB repositories in :mod:`caesar_monitor.adapters` implement them; unit tests
-pass in-memory fakes. ``Kick`` asks the outbox relay to publish a timeline's events now.
+pass in-memory fakes. ``Kick`` hands the outbox
+relay the events a write appended, to publish a timeline's events now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from caesar_common.events import RunnerHeartbeat
 from caesar_common.jobstate import JobPosition, JobState
+from caesar_common.outbox import Kick as Kick
 from caesar_common.store import Document
 from caesar_monitor.domain.liveness import RunnerReport
 from caesar_monitor.domain.timeline import Entry
-
-Kick = Callable[[str], None]
 
 
 class TimelineStore(Protocol):

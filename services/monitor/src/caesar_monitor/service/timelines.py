@@ -1,8 +1,9 @@
-"""Recording a job event: append it to the timeline, then move the job forward.
+"""Recording a job event: add it to the timeline and move the job forward, in one write.
 
-Both steps are idempotent and run again on redelivery, so a crash between them loses
-nothing: the entry is a no-op the second time, and the move decides again from the
-entries.
+The timeline is read once, the entry and the transition it causes are decided from it,
+and both are written by one update guarded on the position read and on the entry being
+absent. A redelivered event finds its entry there and writes nothing (or only facts a
+late entry completed); a lost race re-reads and decides again.
 """
 
 from __future__ import annotations
@@ -28,34 +29,29 @@ async def record_event(
     *,
     app: str = "",
 ) -> Advance | None:
-    """Append ``entry`` (with ``facts``), then apply ``step`` if there is one."""
-    await timelines.append(job_id, entry, facts)
-    if step is None:
-        return None
-    return await apply_step(timelines, job_id, step, app=app)
+    """Add ``entry`` (with ``facts``) and apply ``step``, if any; return the transition made.
 
-
-async def apply_step(timelines: TimelineStore, job_id: str, step: Step, *, app: str = "") -> Advance | None:
-    """Move the job to ``step`` if it supersedes what the timeline holds.
-
-    Returns the applied transition, or ``None`` when the step did not move the job (the
-    facts of the held attempt are still brought up to date from the entries).
-
-    find_one + an update guarded on the position read (never find_one_and_update,
-    which secantusdb runs as a scan); a lost race re-reads and decides again.
+    ``None`` when the step did not move the job (the facts of the held attempt are still
+    brought up to date from the entries).
     """
     for _ in range(MAX_RACES):
         doc = await timelines.load(job_id)
         held = Progress.of(doc)
-        entries = (doc or {}).get("events") or []
-        change = advance(held, step, entries)
-        if change is None:
+        entries = list((doc or {}).get("events") or [])
+        fresh = all(e.get("event_id") != entry["event_id"] for e in entries)
+        if fresh:
+            entries.append(entry)
+        change = advance(held, step, entries) if step is not None else None
+        fields: dict[str, Any] = dict(facts) if fresh else {}
+        if change is not None:
+            fields.update(change.fields)
+        else:
             # Not a move, but a late entry may still complete the held attempt's facts.
-            facts = refresh(held, entries)
-            if facts is None or await timelines.move(job_id, held.position, facts):
-                return None
-            continue
-        if await timelines.move(job_id, held.position, change.fields):
-            metrics.observe_advance(app or (doc or {}).get("app") or "", change)
+            fields.update(refresh(held, entries) or {})
+        if not fresh and not fields:
+            return None  # a duplicate with nothing left to do
+        if await timelines.move(job_id, held.position, fields, entry=entry if fresh else None):
+            if change is not None:
+                metrics.observe_advance(app or (doc or {}).get("app") or "", change)
             return change
     raise RuntimeError(f"timeline of job {job_id} kept changing under the monitor")

@@ -44,6 +44,7 @@ async def sweep(deps: MonitorDeps) -> list[Verdict]:
         runners,
         now=now,
         runner_timeout_s=deps.settings.runner_timeout_s,
+        timeout_by_pool=deps.settings.runner_timeout_by_pool,
         wall_time_grace_s=deps.settings.wall_time_grace_s,
         watching_since=deps.watching_since,
     )
@@ -79,7 +80,7 @@ async def end_job(deps: MonitorDeps, verdict: Verdict) -> bool:
     if not moved:
         return False  # the runner reported after all: it is not lost
     metrics.observe_advance(job.app, change)
-    deps.kick(job.job_id)
+    deps.kick(job.job_id, [envelope])
     log.warning(
         "job ended by the watchdog",
         job_id=job.job_id,

@@ -16,6 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from caesar_common.events import Envelope
+from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
@@ -39,10 +40,12 @@ class Claims:
     def __init__(self, claims: AsyncCollection[Document], cancels: AsyncCollection[Document]) -> None:
         self.collection = claims
         self._cancels = cancels
+        # Commands delivered together are claimed in one journaled insert.
+        self._inserter = GroupInserter(claims)
 
     async def claim(self, doc: Document, events: Sequence[Envelope]) -> bool:
         try:
-            await self.collection.insert_one({**doc, **outbox_fields(events)})
+            await self._inserter.insert({**doc, **outbox_fields(events)})
         except DuplicateKeyError:
             return False
         return True

@@ -220,7 +220,7 @@ class JobRunner:
         if not await self._claims.claim(doc, [event]):
             log.info("attempt already claimed; not started again", job_id=msg.job_id, attempt=msg.attempt)
             return None
-        self._kick(doc["_id"])
+        self._kick(doc["_id"], [event])
         return RunningAttempt(msg) if decision.runs else None
 
     def _input(self, msg: RunJob) -> Path:
@@ -270,7 +270,7 @@ class JobRunner:
             return False
 
         if await retry_until_done(record, what="terminal state", job_id=msg.job_id):
-            self._kick(job.key)
+            self._kick(job.key, [event])
         log.info("job finished", job_id=msg.job_id, state=result.state.value, exit_code=result.exit_code)
 
     def _fenced(self, job: RunningAttempt) -> bool:
@@ -335,7 +335,7 @@ class JobRunner:
                     job_id=msg.job_id,
                     give_up_after_s=self.config.record_running_timeout_s,
                 ):
-                    self._kick(job.key)
+                    self._kick(job.key, [event])
             except TimeoutError:
                 # A job nobody can see running must not run: kill it, report it retryable.
                 job.stop(unrecorded="RUNNING could not be recorded; the job's processes were killed")
@@ -408,7 +408,7 @@ class JobRunner:
             event = self._event(msg, JobState.FAILURE, reason=reason, retryable=True)
             changes = {"state": JobState.FAILURE.value, "reason": reason, "finished_at": datetime.now(UTC)}
             if await self._claims.update(doc["_id"], doc["state"], changes, [event]):
-                self._kick(doc["_id"])
+                self._kick(doc["_id"], [event])
                 closed += 1
                 log.warning("orphaned attempt reported for retry", job_id=msg.job_id, attempt=msg.attempt)
         return closed

@@ -1,7 +1,8 @@
 """What the runner's use cases need from the outside world, as interfaces.
 
 The MongoDB repository (:class:`caesar_runner.adapters.claims.Claims`) implements
-:class:`ClaimStore`; unit tests pass an in-memory fake. ``Kick`` asks the outbox relay to
+:class:`ClaimStore`; unit tests pass an in-memory fake. ``Kick`` hands the outbox
+relay the events a write appended, to
 publish a claim's pending events now; ``Publish`` sends a message straight to the bus
 (heartbeats: liveness, not state, so no outbox).
 """
@@ -12,9 +13,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from caesar_common.events import Envelope
+from caesar_common.outbox import Kick as Kick
 from caesar_common.store import Document
 
-Kick = Callable[[str], None]
 Publish = Callable[[Envelope], Awaitable[None]]
 
 

@@ -16,7 +16,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from caesar_common.events import Envelope
-from caesar_common.jobstate import JobState
+from caesar_common.group_commit import GroupInserter
+from caesar_common.jobstate import HeldBefore, JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import Document
 from caesar_scheduler.domain.fairshare import OwnerBacklog
@@ -61,14 +62,29 @@ class SchedulerJobs:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
+        # Submissions delivered together are admitted in one journaled insert.
+        self._inserter = GroupInserter(collection)
 
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
 
+    async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
+        """Up to ``limit`` jobs of ``pool`` still waiting that were queued before the instant."""
+        cursor = self.collection.find(
+            {"phase": WAITING, "queued_at": {"$lte": queued_before}, "pool": pool}, {"outbox": 0}
+        ).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def advance(self, job_id: str, held: HeldBefore, changes: dict[str, Any]) -> bool:
+        """Apply ``changes`` to an admitted job whose position ``held`` matches."""
+        query = {"_id": job_id, "phase": {"$in": [WAITING, DISPATCHED, FINISHED]}, **held.as_filter()}
+        result = await self.collection.update_one(query, {"$set": changes})
+        return result.modified_count == 1
+
     async def insert(self, doc: Document, events: list[Envelope]) -> bool:
         """Insert a new job with its events; False if it already exists (duplicate event)."""
         try:
-            await self.collection.insert_one({**doc, **outbox_fields(events)})
+            await self._inserter.insert({**doc, **outbox_fields(events)})
         except DuplicateKeyError:
             return False
         return True
@@ -122,13 +138,17 @@ class SchedulerJobs:
         return by_pool
 
     async def oldest_waiting(self, pool: str, owner: str, now: datetime, limit: int) -> list[Document]:
-        """The owner's ``limit`` oldest ready jobs in ``pool`` (index ``phase_pool_owner_queued``)."""
+        """The owner's ``limit`` oldest ready jobs in ``pool`` (index ``phase_pool_owner_queued``).
+
+        Whole documents (but their outbox): the dispatcher builds each ``RunJob`` from
+        what this read, without reading each job again.
+        """
         if limit <= 0:
             return []
         cursor = (
             self.collection.find(
                 {"phase": WAITING, "pool": pool, "owner": owner, "queued_at": {"$lte": now}},
-                {"_id": 1, "owner": 1, "queued_at": 1, "pool": 1},
+                {"outbox": 0},
             )
             .sort([("queued_at", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)

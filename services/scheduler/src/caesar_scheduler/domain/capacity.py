@@ -46,6 +46,19 @@ class CapacityTable:
             if r.pool == pool and r.accepting and r.seen_at >= limit
         )
 
+    def live_runners(self, pool: str, now: datetime) -> int:
+        """Runners of ``pool`` heard from within the timeout, accepting work or not."""
+        limit = now - self._timeout
+        return sum(1 for r in self._runners.values() if r.pool == pool and r.seen_at >= limit)
+
+    def last_heard(self, pool: str) -> datetime | None:
+        """When a runner of ``pool`` was last heard from (``None``: not since we started)."""
+        return max((r.seen_at for r in self._runners.values() if r.pool == pool), default=None)
+
+    @property
+    def timeout(self) -> timedelta:
+        return self._timeout
+
     def _forget_older_than(self, cutoff: datetime) -> None:
         for runner_id in [r.runner_id for r in self._runners.values() if r.seen_at < cutoff]:
             del self._runners[runner_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from caesar_common.apps import get_app
 from caesar_common.events import JobCancelRequested, JobSubmitted
@@ -19,6 +20,7 @@ from caesar_scheduler.service.ports import JobStore, Kick
 log = get_logger(__name__)
 
 CANCELED_BY_USER = "canceled by the user"
+SCHEDULER_DECISIONS = frozenset({JobState.QUEUED, JobState.ABORTED, JobState.CANCELED})
 
 
 async def admit(
@@ -33,7 +35,8 @@ async def admit(
 
     A cancel that overtook the submission (``EARLY_CANCEL`` placeholder) turns the
     admission into CANCELED. Returns whether a new job waits for dispatch (the caller
-    wakes the dispatcher); a duplicate submission changes nothing.
+    wakes the dispatcher); a duplicate submission changes nothing but announces the
+    decision again (:func:`announce_decision_again`).
     """
     doc = job_document(msg, datetime.now(UTC), current_trace_carrier())
     app = get_app(msg.app)
@@ -49,18 +52,41 @@ async def admit(
         doc.update(phase=FINISHED, state=JobState.ABORTED.value, reason=str(exc), pool="")
         event = state_event(doc, JobState.ABORTED, 1, str(exc))
 
+    if await jobs.insert(doc, [event]):
+        kick(msg.job_id, [event])
+        return True
+    # Not new (read only now, so a first submission costs one write and no read).
     existing = await jobs.get(msg.job_id)
     if existing is not None and existing.get("phase") == EARLY_CANCEL:
         doc.update(phase=FINISHED, state=JobState.CANCELED.value, reason=CANCELED_BY_USER)
         event = state_event(doc, JobState.CANCELED, 1, CANCELED_BY_USER)
         del doc["_id"]
         if await jobs.transition(msg.job_id, {"phase": EARLY_CANCEL}, doc, [event]):
-            kick(msg.job_id)
+            kick(msg.job_id, [event])
         return False
-    if await jobs.insert(doc, [event]):
-        kick(msg.job_id)
+    if existing is not None:
+        await announce_decision_again(existing, jobs, kick)
+    return False
+
+
+async def announce_decision_again(doc: dict[str, Any], jobs: JobStore, kick: Kick) -> bool:
+    """A submission seen before: publish again the state the scheduler decided for it.
+
+    The api re-announces a job it still shows PENDING; if the scheduler's answer was lost
+    on the way, this heals the api's view. Only the scheduler's own decisions are sent
+    again (QUEUED, ABORTED, CANCELED): a runner's reports carry measurements only the
+    runner has, and come from the runner.
+    """
+    state = JobState(doc["state"])
+    if state not in SCHEDULER_DECISIONS:
+        log.info("duplicate job submission ignored", job_id=doc["_id"], state=state.value)
+        return False
+    event = state_event(doc, state, doc["attempt"], doc.get("reason") or "")
+    expect = {"attempt": doc["attempt"], "state": doc["state"], "phase": doc["phase"]}
+    if await jobs.transition(doc["_id"], expect, {"announced_again_at": datetime.now(UTC)}, [event]):
+        kick(doc["_id"], [event])
+        log.info("duplicate job submission: decision announced again", job_id=doc["_id"], state=state.value)
         return True
-    log.info("duplicate job submission ignored", job_id=msg.job_id)
     return False
 
 
@@ -83,4 +109,4 @@ async def cancel_waiting(msg: JobCancelRequested, jobs: JobStore, kick: Kick) ->
         [event],
     )
     if changed:
-        kick(msg.job_id)
+        kick(msg.job_id, [event])

@@ -62,24 +62,24 @@ async def dispatch_once(
             max_active_per_user=max_active_per_user,
             per_owner_limit=fetch_per_owner,
         )
-        candidates = [
-            WaitingJob(d["_id"], d["owner"], d["queued_at"])
-            for owner, n in plan.items()
-            for d in await jobs.oldest_waiting(pool, owner, now, n)
-        ]
+        read = {
+            d["_id"]: d for owner, n in plan.items() for d in await jobs.oldest_waiting(pool, owner, now, n)
+        }
+        candidates = [WaitingJob(d["_id"], d["owner"], d["queued_at"]) for d in read.values()]
         for job_id in pick_jobs(candidates, pool_active, free, max_active_per_user=max_active_per_user):
-            if await dispatch(job_id, pool, jobs, kick, now=now):
+            if await dispatch(read[job_id], pool, jobs, kick, now=now):
                 sent += 1
     return sent
 
 
 async def dispatch(
-    job_id: str, pool: str, jobs: JobStore, kick: Kick, *, now: datetime | None = None
+    doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick, *, now: datetime | None = None
 ) -> bool:
-    """Send one job to ``pool`` if it still waits, continuing its submission's trace."""
-    doc = await jobs.get(job_id)
-    if doc is None or doc.get("phase") != WAITING:
-        return False
+    """Send a waiting job (as read this round) to ``pool``, continuing its submission's trace.
+
+    The move is guarded on the job still waiting at the attempt read, so a job cancelled
+    or sent meanwhile is left alone.
+    """
     with _tracer.start_as_current_span("dispatch", context=context_from_carrier(doc.get("trace") or {})):
         return await _send(doc, pool, jobs, kick, now or datetime.now(UTC))
 
@@ -119,6 +119,6 @@ async def _send(doc: dict[str, Any], pool: str, jobs: JobStore, kick: Kick, now:
     )
     if changed:
         metrics.DISPATCHES.labels(pool).inc()
-        kick(job_id)
+        kick(job_id, commands=[(command, runner_pool_queue(pool))])
         log.info("dispatched", job_id=job_id, pool=pool, attempt=doc["attempt"])
     return changed

@@ -1,27 +1,36 @@
 """What the use cases need from the outside world, as interfaces.
 
 The MongoDB repository (:class:`caesar_scheduler.adapters.jobs.SchedulerJobs`) implements
-:class:`JobStore`; unit tests pass an in-memory fake. ``Kick`` asks the outbox relay to
+:class:`JobStore`; unit tests pass an in-memory fake. ``Kick`` hands the outbox
+relay the events a write appended, to
 publish a job document's pending events now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from caesar_common.events import Envelope
+from caesar_common.jobstate import HeldBefore
+from caesar_common.outbox import Kick as Kick
 from caesar_common.store import Document
 from caesar_scheduler.domain.fairshare import OwnerBacklog
-
-Kick = Callable[[str], None]
 
 
 class JobStore(Protocol):
     """The scheduler's jobs; every change is guarded and carries its events (outbox)."""
 
     async def get(self, job_id: str) -> Document | None: ...
+
+    async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
+        """Up to ``limit`` jobs of ``pool`` still waiting that were queued before the instant."""
+        ...
+
+    async def advance(self, job_id: str, held: HeldBefore, changes: dict[str, Any]) -> bool:
+        """Apply ``changes`` to an admitted job whose position ``held`` matches."""
+        ...
 
     async def insert(self, doc: Document, events: list[Envelope]) -> bool:
         """Insert with events; ``False`` if the job exists (a duplicate submission)."""

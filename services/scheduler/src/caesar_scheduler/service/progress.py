@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from caesar_common.events import Envelope, JobStateChanged
-from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
+from caesar_common.jobstate import HeldBefore, JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
 from caesar_scheduler.domain.admission import reported_by_runner
 from caesar_scheduler.domain.phases import EARLY_CANCEL, FINISHED, WAITING
@@ -26,13 +26,13 @@ async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: 
     """
     if not reported_by_runner(msg.state):
         return False  # QUEUED/HELD/... are our own events coming back
-    doc = await jobs.get(msg.job_id)
-    if doc is None or doc.get("phase") in (None, EARLY_CANCEL):
-        return False
-    held = JobPosition(doc["attempt"], JobState(doc["state"]), doc.get("retryable", False))
-    if not supersedes(msg.position, held):
-        return False
     if is_terminal(msg.state) and msg.retryable:
+        doc = await jobs.get(msg.job_id)
+        if doc is None or doc.get("phase") in (None, EARLY_CANCEL):
+            return False
+        held = JobPosition(doc["attempt"], JobState(doc["state"]), doc.get("retryable", False))
+        if not supersedes(msg.position, held):
+            return False
         return await retry_or_give_up(doc, msg.reason, jobs, kick, policy)
     changes: dict[str, Any] = {
         "state": msg.state.value,
@@ -42,8 +42,11 @@ async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: 
     if is_terminal(msg.state):
         changes["phase"] = FINISHED
         changes["reason"] = msg.reason
-    expect = {"attempt": doc["attempt"], "state": doc["state"], "phase": doc["phase"]}
-    return await jobs.transition(msg.job_id, expect, changes) and is_terminal(msg.state)
+    # One guarded write, no read: runners report the attempt the scheduler opened, so
+    # only a held position of the same attempt can be superseded (a stale attempt's
+    # report matches nothing).
+    moved = await jobs.advance(msg.job_id, HeldBefore(msg.position, same_attempt=True), changes)
+    return moved and is_terminal(msg.state)
 
 
 async def retry_or_give_up(
@@ -91,6 +94,6 @@ async def retry_or_give_up(
         }
         log.error("job aborted", job_id=doc["_id"], reason=decision.reason)
     if await jobs.transition(doc["_id"], expect, changes, [*failed, event]):
-        kick(doc["_id"])
+        kick(doc["_id"], [*failed, event])
         return True
     return False

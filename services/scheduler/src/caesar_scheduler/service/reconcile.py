@@ -90,7 +90,7 @@ async def _reconcile(
         )
         if changed:
             metrics.START_RESENDS.labels(pool).inc()
-            kick(job_id)
+            kick(job_id, commands=[(command, runner_pool_queue(pool))])
             log.warning(
                 "RunJob re-sent: no runner reported STARTED in time",
                 job_id=job_id,

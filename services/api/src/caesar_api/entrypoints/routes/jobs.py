@@ -49,7 +49,8 @@ async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> we
 async def get_job_status(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
     """``GET /job/<job_id>/status``: the job as the projection last saw it."""
     job = await job_cases.owned_job(deps.jobs, owner, request.match_info["job_id"], admin=is_admin(request))
-    return web.json_response(job_status(job))
+    waiting = await deps.pools.waiting_reason(job.get("pool", "")) if job["state"] == "QUEUED" else ""
+    return web.json_response(job_status(job, waiting=waiting))
 
 
 async def get_job_output(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
