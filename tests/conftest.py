@@ -120,9 +120,9 @@ async def async_mongo() -> AsyncIterator[object]:
     await client.close()
 
 
-def drop_databases(prefix: str) -> None:
+def drop_databases(prefix: str, mongo_url: str = MONGO_URL) -> None:
     """Drop every database of a stack or test (``<prefix>_<service>``)."""
-    client: MongoClient[dict[str, object]] = MongoClient(MONGO_URL, serverSelectionTimeoutMS=5000)
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
     try:
         for name in client.list_database_names():
             if name.startswith(prefix + "_"):
@@ -133,14 +133,19 @@ def drop_databases(prefix: str) -> None:
 
 @contextmanager
 def isolated_stack(
-    root: Path, services: Sequence[str] | None = None, *, prefix_letter: str = "s", **extra_env: str
+    root: Path,
+    services: Sequence[str] | None = None,
+    *,
+    prefix_letter: str = "s",
+    mongo_url: str = MONGO_URL,
+    **extra_env: str,
 ) -> Iterator[Stack]:
     """Services as processes on their own vhost and databases, removed afterwards."""
     from caesar_testkit.devstack import Stack
 
     vhost = Vhost()
     prefix = f"{prefix_letter}{uuid.uuid4().hex[:10]}"
-    stack = Stack(root, vhost.url, MONGO_URL, prefix, extra_env=extra_env)
+    stack = Stack(root, vhost.url, mongo_url, prefix, extra_env=extra_env)
     try:
         if services is None:
             stack.start_all()
@@ -155,4 +160,4 @@ def isolated_stack(
     finally:
         stack.stop_all()
         vhost.delete()
-        drop_databases(prefix)
+        drop_databases(prefix, mongo_url)

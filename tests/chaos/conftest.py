@@ -48,9 +48,10 @@ class ChaosStack:
     accepted: list[str] = field(default_factory=list)
     more_apis: list[str] = field(default_factory=list)
     """v1 base URLs of api replicas besides the stack's own (clients spread over all)."""
+    mongo_url: str = MONGO_URL
 
     def db(self, service: str) -> Any:
-        return MongoClient(MONGO_URL)[f"{self.prefix}_{service}"]
+        return MongoClient(self.mongo_url)[f"{self.prefix}_{service}"]
 
 
 def start_stack(tmp: Path, **extra: str) -> Iterator[ChaosStack]:
@@ -136,7 +137,7 @@ async def wait_all_terminal(
 
 
 async def wait_outboxes_empty(chaos: ChaosStack, timeout_s: float = 30.0) -> None:
-    client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URL)
+    client: MongoClient[dict[str, Any]] = MongoClient(chaos.mongo_url)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
