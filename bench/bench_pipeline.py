@@ -76,6 +76,7 @@ CHILD_CPU_FIELDS = (13, 14)  # cutime, cstime: fields 16 and 17 of /proc/<pid>/s
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "bulkWrite"})
 METRICS = {
     "caesar_db_commands_total": ("db", ("command",)),
+    "caesar_db_command_seconds_total": ("db_seconds", ("command", "collection")),
     "caesar_events_published_total": ("published", ("routing_key",)),
     "caesar_messages_consumed_total": ("consumed", ("queue", "outcome")),
 }
@@ -189,6 +190,15 @@ class Usage:
                 if n:
                     out.setdefault(command, {})[s] = n / divisor
         return dict(sorted(out.items(), key=lambda kv: -sum(kv[1].values())))
+
+    def db_time(self, divisor: float, top: int = 12) -> dict[str, float]:
+        """``service command collection`` -> database milliseconds per ``divisor``, largest first."""
+        out: dict[str, float] = {}
+        for s, counters in self.counters.items():
+            for key, seconds in counters.get("db_seconds", {}).items():
+                if seconds > 0:
+                    out[f"{s} {key.replace('|', ' ')}"] = 1000 * seconds / divisor
+        return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
 
     def by_label(self, kind: str, divisor: float) -> dict[str, float]:
         """Label -> count per ``divisor`` over all services (routing keys, queue|outcome)."""
@@ -606,6 +616,10 @@ def print_report(
         "included in the per-job figures.)\n"
     )
     print(db_command_table(usage.db_by_command(n)))
+    print(
+        "\ndatabase round-trip ms per job, largest (service command collection): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in usage.db_time(n).items())
+    )
     print(
         "\npublishes per job by routing key: "
         + ", ".join(f"{k} {v:.2f}" for k, v in usage.by_label("published", n).items())

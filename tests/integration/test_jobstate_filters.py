@@ -1,4 +1,4 @@
-"""``HeldBefore.as_filter`` against the real MongoDB-wire server: the database applies
+"""``HeldBefore.as_filters`` against the real MongoDB-wire server: the database applies
 exactly the rule :func:`caesar_common.jobstate.supersedes` states (the unit tests prove
 ``HeldBefore.matches`` is that rule; this proves the filter is ``matches``)."""
 
@@ -42,6 +42,11 @@ async def test_the_filter_matches_what_the_rule_accepts(
     for new in HELD[1:]:
         for same_attempt in (True, False):
             held_before = HeldBefore(new, same_attempt)
-            found = {d["_id"] async for d in collection.find(held_before.as_filter(), {"_id": 1})}
+            found: list[str] = []
+            for position in held_before.as_filters():
+                assert "$or" not in position
+                assert "$nor" not in position
+                found += [d["_id"] async for d in collection.find(position, {"_id": 1})]
             expected = {_doc_id(p) for p in HELD if held_before.matches(p)}
-            assert found == expected, (new, same_attempt)
+            assert len(found) == len(set(found)), (new, same_attempt)  # disjoint filters
+            assert set(found) == expected, (new, same_attempt)

@@ -92,14 +92,19 @@ def supersedes(new: JobPosition, held: JobPosition | None) -> bool:
 
 
 _TERMINAL_VALUES = sorted(s.value for s in TERMINAL_STATES)
-_NOT_FINAL: dict[str, object] = {"$or": [{"state": {"$nin": _TERMINAL_VALUES}}, {"retryable": True}]}
+# "Not final" as two disjoint plain filters: held non-terminal, or terminal and retryable.
+# Never one ``$or``/``$nor``: the development database then scans the collection.
+_NOT_FINAL: tuple[dict[str, object], ...] = (
+    {"state": {"$nin": _TERMINAL_VALUES}},
+    {"state": {"$in": _TERMINAL_VALUES}, "retryable": True},
+)
 
 
 @dataclass(frozen=True)
 class HeldBefore:
     """The held positions an event at ``new`` supersedes, on one side of its attempt.
 
-    :func:`supersedes` as a database filter, so a projection can apply an event with one
+    :func:`supersedes` as database filters, so a projection can apply an event with one
     guarded update instead of a read and a write: the database checks the rule
     atomically, and a duplicate or late event matches nothing. Split by attempt because
     what the event writes differs (a new attempt clears the previous one's measurements).
@@ -115,14 +120,19 @@ class HeldBefore:
             return False
         return supersedes(self.new, held)
 
-    def as_filter(self) -> dict[str, object]:
-        """Filter on the ``attempt``, ``state`` and ``retryable`` fields of a projection."""
+    def as_filters(self) -> tuple[dict[str, object], ...]:
+        """Disjoint filters on ``attempt``, ``state`` and ``retryable`` whose union is the rule.
+
+        Plain conjunctions, the common case (a held position that is not terminal) first,
+        so a projection usually needs one update; a guard with ``$or`` would make the
+        development database scan the whole collection on every event.
+        """
         attempt = self.new.attempt
         if not self.same_attempt:
-            return {"attempt": {"$lt": attempt}, **_NOT_FINAL}
+            return tuple({"attempt": {"$lt": attempt}, **held} for held in _NOT_FINAL)
         if is_terminal(self.new.state):
             if self.new.retryable:
-                return {"attempt": attempt, "state": {"$nin": _TERMINAL_VALUES}}
-            return {"attempt": attempt, **_NOT_FINAL}
+                return ({"attempt": attempt, "state": {"$nin": _TERMINAL_VALUES}},)
+            return tuple({"attempt": attempt, **held} for held in _NOT_FINAL)
         lower = [s.value for s in JobState if not is_terminal(s) and rank(s) < rank(self.new.state)]
-        return {"attempt": attempt, "state": {"$in": lower}}
+        return ({"attempt": attempt, "state": {"$in": lower}},)

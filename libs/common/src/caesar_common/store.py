@@ -24,19 +24,32 @@ DB_COMMANDS = Counter(
 )
 
 
+DB_COMMAND_SECONDS = Counter(
+    "caesar_db_command_seconds",
+    "Time spent waiting for the database, by command and collection (round trip as the driver sees it)",
+    ["command", "collection"],
+)
+
+
 class CommandCounter(monitoring.CommandListener):
-    """Counts every command a client sends, by name (``insert``, ``update``, ``find`` ...).
+    """Counts every command a client sends, by name (``insert``, ``update``, ``find`` ...),
+    and the time its answer took, by name and collection.
 
     Registered on every client :func:`mongo_client` makes, so each service exports its own
-    ``caesar_db_commands_total{command}`` (``bench/bench_pipeline.py`` reads it per job).
-    The cost is a dict lookup and a counter increment per command: PyMongo builds the
-    command events anyway, because the OpenTelemetry instrumentation registers a global
-    command listener. Command names are a small fixed set, so the label stays bounded.
+    ``caesar_db_commands_total{command}`` and ``caesar_db_command_seconds_total{command,
+    collection}`` (``bench/bench_pipeline.py`` reads them per job: which commands cost the
+    database its time). The cost is a few dict operations and counter increments per
+    command: PyMongo builds the command events anyway, because the OpenTelemetry
+    instrumentation registers a global command listener. Command and collection names are
+    small fixed sets, so the labels stay bounded.
     """
 
-    def __init__(self, counter: Counter = DB_COMMANDS) -> None:
+    def __init__(self, counter: Counter = DB_COMMANDS, seconds: Counter = DB_COMMAND_SECONDS) -> None:
         self._counter = counter
+        self._seconds = seconds
         self._children: dict[str, Counter] = {}
+        self._timers: dict[tuple[str, str], Counter] = {}
+        self._in_flight: dict[int, tuple[str, str]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
@@ -44,12 +57,23 @@ class CommandCounter(monitoring.CommandListener):
         if child is None:
             child = self._children[name] = self._counter.labels(name)
         child.inc()
+        target = event.command.get(name)
+        self._in_flight[event.request_id] = (name, target if isinstance(target, str) else "")
+
+    def _finished(self, request_id: int, duration_micros: int) -> None:
+        key = self._in_flight.pop(request_id, None)
+        if key is None:
+            return
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = self._seconds.labels(*key)
+        timer.inc(duration_micros / 1e6)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self._finished(event.request_id, event.duration_micros)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self._finished(event.request_id, event.duration_micros)
 
 
 COMMAND_COUNTER = CommandCounter()

@@ -86,12 +86,13 @@ class JobsRepository:
             "state": "PENDING",
             "submitted_at": {"$lte": announced_before},
             "outbox_pending": {"$ne": True},
-            "$or": [{"reannounced_at": None}, {"reannounced_at": {"$lte": announced_before}}],
         }
         done = 0
         async for doc in self.collection.find(query, {"announcement": 1, "reannounced_at": 1}).limit(limit):
             if not doc.get("announcement"):
                 continue  # recorded before announcements were kept: nothing to re-send
+            if doc.get("reannounced_at") is not None and doc["reannounced_at"] > announced_before:
+                continue  # announced again recently: give the scheduler its time
             envelope = envelope_for(JobSubmitted.model_validate(doc["announcement"]), self._source)
             update = merge_updates({"$set": {"reannounced_at": now}}, outbox_update([envelope]))
             # Guarded on the value read too: of two api replicas, one re-announces.
@@ -141,6 +142,10 @@ class JobsRepository:
 
     async def move_from(self, job_id: str, owner: str, held: HeldBefore, fields: dict[str, Any]) -> bool:
         """Apply a projected transition if the job's position is one ``held`` matches."""
-        query = {"_id": job_id, "owner": owner, **held.as_filter()}
-        result = await self.collection.update_one(query, {"$set": fields})
-        return result.matched_count == 1
+        for position in held.as_filters():
+            result = await self.collection.update_one(
+                {"_id": job_id, "owner": owner, **position}, {"$set": fields}
+            )
+            if result.matched_count == 1:
+                return True
+        return False

@@ -77,9 +77,12 @@ class SchedulerJobs:
 
     async def advance(self, job_id: str, held: HeldBefore, changes: dict[str, Any]) -> bool:
         """Apply ``changes`` to an admitted job whose position ``held`` matches."""
-        query = {"_id": job_id, "phase": {"$in": [WAITING, DISPATCHED, FINISHED]}, **held.as_filter()}
-        result = await self.collection.update_one(query, {"$set": changes})
-        return result.modified_count == 1
+        for position in held.as_filters():
+            query = {"_id": job_id, "phase": {"$in": [WAITING, DISPATCHED, FINISHED]}, **position}
+            result = await self.collection.update_one(query, {"$set": changes})
+            if result.modified_count == 1:
+                return True
+        return False
 
     async def insert(self, doc: Document, events: list[Envelope]) -> bool:
         """Insert a new job with its events; False if it already exists (duplicate event)."""
