@@ -519,3 +519,67 @@ async def test_command_to_missing_queue_raises_instead_of_vanishing(amqp_url: st
         await bus.publish(envelope)  # an event nobody listens to yet is simply not routed
     finally:
         await bus.close()
+
+
+# --------------------------------------------------------------------- batches
+
+
+async def test_a_backlog_is_handled_in_batches_in_delivery_order(bus: Bus, raw: AbstractConnection) -> None:
+    spec = QueueSpec("batched", bindings=["job.state.*"])
+    sent = [state_event(JobState.RUNNING, attempt=n) for n in range(1, 41)]
+    channel = await raw.channel()
+    await bus.declare(spec)
+    for envelope in sent:  # a backlog waits before the consumer starts
+        await bus.publish(envelope)
+    await channel.close()
+    batches: list[list[str]] = []
+
+    async def one(envelope: Envelope) -> None:
+        raise AssertionError("the batch handler takes every message")
+
+    async def many(envelopes: Any) -> None:
+        batches.append([e.id for e in envelopes])
+
+    await bus.consume(spec, one, prefetch=64, batch=many, max_batch=16)
+    await eventually(lambda: sum(len(b) for b in batches) == len(sent), WAIT_S, "every message handled")
+    await bus.stop_consuming(grace_s=5)
+    assert [i for b in batches for i in b] == [e.id for e in sent]
+    assert len(batches) < len(sent)  # taken together, not one by one
+    assert max(len(b) for b in batches) <= 16
+    await eventually(lambda: _depth_is(raw, "batched", 0), WAIT_S, "every message acked")
+
+
+async def _depth_is(raw: AbstractConnection, queue: str, n: int) -> bool:
+    return await depth(raw, queue) == n
+
+
+async def test_a_poison_message_in_a_batch_is_dead_lettered_alone(
+    amqp_url: str, raw: AbstractConnection
+) -> None:
+    bus = Bus(amqp_url, "test", handler_retries=0)
+    await bus.connect(wait_s=5)
+    spec = QueueSpec("batched-fragile", bindings=["job.state.*"], delivery_limit=1)
+    good = [state_event(JobState.RUNNING, attempt=n) for n in (1, 2, 3)]
+    poison = state_event(JobState.FAILURE, attempt=4)
+    handled: list[str] = []
+
+    async def one(envelope: Envelope) -> None:
+        if envelope.id == poison.id:
+            raise ValueError("cannot handle this")
+        handled.append(envelope.id)
+
+    async def many(envelopes: Any) -> None:
+        if any(e.id == poison.id for e in envelopes):
+            raise ValueError("one bad apple")
+        handled.extend(e.id for e in envelopes)
+
+    await bus.declare(spec)
+    for envelope in [good[0], poison, *good[1:]]:
+        await bus.publish(envelope)
+    await bus.consume(spec, one, prefetch=16, batch=many)
+    message = await get_one(raw, "batched-fragile.dlq")
+    await eventually(lambda: set(handled) == {e.id for e in good}, WAIT_S, "the good messages handled")
+    await bus.stop_consuming(grace_s=5)
+    await bus.close()
+    assert Envelope.from_bytes(message.body).id == poison.id
+    assert await depth(raw, "batched-fragile.dlq") == 0  # taken by get_one: only the poison was there

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from prometheus_client import REGISTRY
 from caesar_accounting.domain.reports import owner_report
 from caesar_accounting.domain.usage import UsageChange
 from caesar_accounting.handlers import HANDLERS, AccountingDeps
-from caesar_accounting.service.usage import record_state
+from caesar_accounting.service.usage import record_state, record_states_together
 from caesar_api.service.projection import apply_job_state
 from caesar_common.events import (
     Envelope,
@@ -192,3 +193,40 @@ def test_accounting_counts_what_the_api_shows_whatever_the_delivery(
         assert counted["cpu_s"] == shown["cpu_s"]
     else:
         assert counted.get("outcome") is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=job_histories(), data=st.data())
+def test_a_batch_records_what_one_by_one_records(history: list[JobStateChanged], data: st.DataObject) -> None:
+    """The same shuffled, duplicated deliveries, one by one or cut into batches: same document."""
+    extra = data.draw(st.lists(st.sampled_from(history), max_size=len(history)), label="duplicates")
+    delivered = data.draw(st.permutations(history + extra), label="delivered")
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(delivered) - 1))), label="cuts"))
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        alone, together = FakeJobUsageStore(), FakeJobUsageStore()
+        for message in delivered:
+            await record_state(message, alone)
+        bounds = [0, *cuts, len(delivered)]
+        for start, end in itertools.pairwise(bounds):
+            await record_states_together(delivered[start:end], together)
+        return alone.docs.get("j1") or {}, together.docs.get("j1") or {}
+
+    alone, together = asyncio.run(run())
+    assert {k: v for k, v in together.items() if k != "rev"} == {k: v for k, v in alone.items() if k != "rev"}
+
+
+async def test_a_batch_write_that_loses_its_race_is_recorded_one_by_one() -> None:
+    jobs = FakeJobUsageStore()
+    job = "j-race"
+    real_apply_many = jobs.apply_many
+
+    async def racing_apply_many(writes: Any) -> set[str]:
+        # Another replica records attempt 1's provisional failure between read and write.
+        await record_state(ended(job, "x", JobState.FAILURE, 1, retryable=True), jobs)
+        return await real_apply_many(writes)
+
+    jobs.apply_many = racing_apply_many  # type: ignore[method-assign]
+    await record_states_together([ended(job, "x", JobState.SUCCESS, 2)], jobs)
+    assert jobs.docs[job]["outcome"] == "SUCCESS"
+    assert set(jobs.docs[job]["attempts"]) == {"1", "2"}

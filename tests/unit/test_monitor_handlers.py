@@ -22,7 +22,7 @@ from caesar_common.events import (
 from caesar_common.jobstate import JobState
 from caesar_common.message_router import route_by_type
 from caesar_monitor.domain.liveness import ATTEMPT_NOT_REPORTED
-from caesar_monitor.handlers import HANDLERS
+from caesar_monitor.handlers import HANDLERS, on_batch
 from caesar_monitor.service.deps import MonitorDeps
 from caesar_monitor.service.gauges import refresh_gauges
 from caesar_monitor.service.watchdog import sweep
@@ -111,6 +111,42 @@ async def test_shuffled_duplicated_history_gives_the_in_order_timeline() -> None
         "RUNNING",
         "SUCCESS",
     ]
+
+
+async def test_batches_give_the_timeline_one_by_one_gives() -> None:
+    """Shuffled, duplicated events cut into batches (one read, one write each) or sent
+    one at a time: the same timeline, for several seeds and batch sizes."""
+    envelopes = [Envelope.wrap(m, "test") for m in history()]
+    reference = Monitor()
+    for envelope in envelopes:
+        await reference.send(envelope)
+    for seed in range(20):
+        rng = random.Random(seed)
+        storm = envelopes * 2
+        rng.shuffle(storm)
+        size = rng.randint(1, len(storm))
+        batched = Monitor()
+        for start in range(0, len(storm), size):
+            await on_batch(storm[start : start + size], batched.deps)
+        assert batched.timelines.docs[JOB] == reference.timelines.docs[JOB], (seed, size)
+
+
+async def test_a_batch_whose_timeline_moved_meanwhile_is_recorded_one_by_one() -> None:
+    m = Monitor()
+    for message in history()[:2]:
+        await m.send(Envelope.wrap(message, "test"))
+    real_move_many = m.timelines.move_many
+    started = Envelope.wrap(history()[2], "test")
+
+    async def racing_move_many(moves: Any) -> set[str]:
+        await m.send(started)  # another replica records STARTED between read and write
+        return await real_move_many(moves)
+
+    m.timelines.move_many = racing_move_many  # type: ignore[method-assign]
+    await on_batch([started, Envelope.wrap(history()[4], "test")], m.deps)
+    doc = m.timelines.docs[JOB]
+    assert doc["state"] == "RUNNING"
+    assert [e["state"] for e in doc["events"]] == ["PENDING", "QUEUED", "STARTED", "RUNNING"]
 
 
 async def test_heartbeats_set_the_slot_gauges_per_pool() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from caesar_accounting.domain.usage import UsageChange, day_of
+from caesar_accounting.domain.usage import BatchedWrite, UsageChange, day_of
 from caesar_common.events import FileDeleted, FileUploaded, JobSubmitted
 from caesar_common.store import Document
 
@@ -38,6 +39,24 @@ class FakeJobUsageStore:
             submitted_at=message.submitted_at,
         )
         return True
+
+    async def get_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        return {j: copy.deepcopy(self.docs[j]) for j in job_ids if j in self.docs}
+
+    async def record_submissions(self, messages: Sequence[JobSubmitted]) -> int:
+        return sum([await self.record_submission(m) for m in messages])
+
+    async def apply_many(self, writes: Sequence[BatchedWrite]) -> set[str]:
+        lost = set()
+        for w in writes:
+            doc = self.docs.get(w.job_id)
+            if int((doc or {}).get("rev") or 0) != w.revision:
+                lost.add(w.job_id)
+                continue
+            new = copy.deepcopy(doc) if doc is not None else {"_id": w.job_id}
+            new.update(copy.deepcopy(w.fields))
+            self.docs[w.job_id] = {**new, "owner": w.owner, "app": w.app, "rev": w.revision + w.steps}
+        return lost
 
     async def apply(self, job_id: str, owner: str, app: str, revision: int, change: UsageChange) -> bool:
         doc = self.docs.get(job_id)

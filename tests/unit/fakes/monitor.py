@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from caesar_common.jobstate import ACTIVE_STATES, JobPosition, JobState
 from caesar_common.store import Document
 from caesar_monitor.domain.liveness import RunnerReport
 from caesar_monitor.domain.timeline import Entry, entry_sort_key
+from caesar_monitor.service.ports import TimelineMove
 
 
 class FakeTimelineStore:
@@ -38,6 +39,25 @@ class FakeTimelineStore:
         # the document before the reader acts on what it read.
         await asyncio.sleep(0)
         return found
+
+    async def load_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        return {j: copy.deepcopy(self.docs[j]) for j in job_ids if j in self.docs}
+
+    async def move_many(self, moves: Sequence[TimelineMove]) -> set[str]:
+        lost = set()
+        for move in moves:
+            doc = self.docs.get(move.job_id)
+            if doc is None and move.held is None:
+                doc = {"_id": move.job_id, "events": [], "state": None}
+            present = {e["event_id"] for e in (doc or {}).get("events", [])}
+            if not self._holds(doc, move.held) or present & {e["event_id"] for e in move.entries}:
+                lost.add(move.job_id)
+                continue
+            assert doc is not None
+            doc.update(copy.deepcopy(move.fields))
+            doc["events"] = sorted([*doc["events"], *map(dict, move.entries)], key=entry_sort_key)
+            self.docs[move.job_id] = doc
+        return lost
 
     def _holds(self, doc: Document | None, held: JobPosition | None) -> bool:
         if doc is None:

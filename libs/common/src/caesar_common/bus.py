@@ -42,6 +42,8 @@ log = get_logger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[Sequence[Envelope]], Awaitable[None]]
+"""Handles several envelopes at once (in delivery order) with a few bulk writes."""
 
 EVENTS_PUBLISHED = Counter(
     "caesar_events_published_total",
@@ -243,16 +245,38 @@ class Bus:
                 )
         EVENTS_PUBLISHED.labels(key).inc()
 
-    async def consume(self, spec: QueueSpec, handler: Handler, *, prefetch: int = 16) -> Subscription:
-        """Consume a queue on its own channel; ack after ``handler`` returns."""
+    async def consume(
+        self,
+        spec: QueueSpec,
+        handler: Handler,
+        *,
+        prefetch: int = 16,
+        batch: BatchHandler | None = None,
+        max_batch: int = 128,
+    ) -> Subscription:
+        """Consume a queue on its own channel; ack after ``handler`` returns.
+
+        With ``batch``, messages that arrive while a batch is being handled form the next
+        one (up to ``max_batch``): ``batch`` handles them together, then all are acked. If
+        it fails, each message of that batch goes through ``handler`` alone, with the
+        usual retries, so one poison message is dead-lettered alone, not with its batch.
+        """
         if self._connection is None:
             raise RuntimeError("bus is not connected")
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         queue = await self.declare(spec, channel)
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._deliver(spec.name, message, handler)
+        if batch is None:
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                await self._deliver(spec.name, message, handler)
+
+        else:
+            batcher = _Batcher(self, spec.name, handler, batch, max_batch)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                await batcher.add(message)
 
         subscription = Subscription(channel, queue, on_message)
         await subscription.resume()
@@ -362,6 +386,15 @@ class Bus:
         MESSAGES_CONSUMED.labels(queue, "failed").inc()
         await message.nack(requeue=True)
 
+    def _taken(self) -> None:
+        self._in_hand += 1
+        self._idle.clear()
+
+    def _settled(self, count: int = 1) -> None:
+        self._in_hand -= count
+        if self._in_hand == 0:
+            self._idle.set()
+
     async def stop_consuming(self, *, grace_s: float = 30.0) -> None:
         """Stop taking messages and let the ones in hand finish (SIGTERM path)."""
         self._stopping = True
@@ -377,3 +410,72 @@ class Bus:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+
+class _Batcher:
+    """Collects one subscription's deliveries into batches and handles them one batch at a time.
+
+    There is no fixed window: while a batch is handled the next gathers, so a lone
+    message waits for nothing and a backlog is taken in large batches. Batches run in a
+    task of the bus (not aiormq's delivery tasks, which a dropped connection cancels), in
+    delivery order, one after the other, so events of one subject stay in order.
+    """
+
+    def __init__(self, bus: Bus, queue: str, handler: Handler, batch: BatchHandler, max_batch: int) -> None:
+        self._bus = bus
+        self._queue = queue
+        self._handler = handler
+        self._batch = batch
+        self._max_batch = max_batch
+        self._waiting: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def add(self, message: AbstractIncomingMessage) -> None:
+        if self._bus._stopping:
+            await message.nack(requeue=True)
+            return
+        try:
+            envelope = Envelope.from_bytes(message.body)
+        except (ValidationError, ValueError) as exc:
+            log.error("undecodable message dead-lettered", queue=self._queue, error=str(exc))
+            MESSAGES_CONSUMED.labels(self._queue, "rejected").inc()
+            await message.reject(requeue=False)
+            return
+        self._bus._taken()
+        self._waiting.append((message, envelope))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+            self._bus._handler_tasks.add(self._worker)
+            self._worker.add_done_callback(self._bus._handler_tasks.discard)
+
+    async def _work(self) -> None:
+        while self._waiting:
+            taken, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            try:
+                await self._handle(taken)
+            except Exception as exc:  # noqa: BLE001 - only an ack can fail here; redelivered
+                log.warning("batch not acknowledged (channel lost?)", queue=self._queue, error=repr(exc))
+            finally:
+                self._bus._settled(len(taken))
+
+    async def _handle(self, taken: list[tuple[AbstractIncomingMessage, Envelope]]) -> None:
+        envelopes = [envelope for _, envelope in taken]
+        with _tracer.start_as_current_span(f"consume batch {self._queue}", kind=SpanKind.CONSUMER) as span:
+            span.set_attribute("messaging.batch.message_count", len(envelopes))
+            try:
+                await self._batch(envelopes)
+            except Exception as exc:  # noqa: BLE001 - every message is tried alone instead
+                span.record_exception(exc)
+                log.warning(
+                    "batch failed; handling its messages one by one",
+                    queue=self._queue,
+                    size=len(envelopes),
+                    error=repr(exc),
+                )
+            else:
+                for message, _ in taken:
+                    await message.ack()
+                MESSAGES_CONSUMED.labels(self._queue, "ok").inc(len(taken))
+                return
+        for message, envelope in taken:
+            await self._bus._handle(self._queue, envelope, message, self._handler)

@@ -24,6 +24,14 @@ MessageHandler = Callable[[Any, Envelope, D], Awaitable[None]]
 HandlerTable = Mapping[type[Message], MessageHandler[D]]
 
 
+def decode_known(envelope: Envelope) -> Message | None:
+    """The envelope's message, or ``None`` for a type this release does not know."""
+    try:
+        return decode(envelope)
+    except KeyError:
+        return None
+
+
 def route_by_type(handlers: HandlerTable[D], deps: D) -> Handler:
     """A bus handler that decodes the envelope and calls the handler of its type."""
 

@@ -17,6 +17,15 @@ from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
 
+BY_ID = "_id_"
+"""Hint for a write guarded on ``_id`` plus other fields: look the document up by ``_id``.
+
+Without it the development database may answer ``{_id, state, ...}`` through an index on
+``state`` (or ``owner``) and scan every job in that state (16 ms per update at 3,000
+jobs, growing with the collection, instead of 3 ms). Real MongoDB plans these by ``_id``
+anyway; the hint costs it nothing.
+"""
+
 DB_COMMANDS = Counter(
     "caesar_db_commands_total",
     "Commands this process sent to the database, by command name",
@@ -120,10 +129,10 @@ async def guarded_upsert(collection: AsyncCollection[Document], query: Document,
     upsert to give the guard its say on the document that now exists.
     """
     try:
-        result = await collection.update_one(query, update, upsert=True)
+        result = await collection.update_one(query, update, upsert=True, hint=BY_ID)
     except DuplicateKeyError:
         update = {op: fields for op, fields in update.items() if op != "$setOnInsert"}
-        result = await collection.update_one(query, update)
+        result = await collection.update_one(query, update, hint=BY_ID)
         return result.modified_count == 1
     return _changed(result.modified_count, result.upserted_id)
 

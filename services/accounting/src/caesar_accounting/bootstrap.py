@@ -9,7 +9,7 @@ from pymongo import IndexModel
 
 from caesar_accounting.adapters.files import FILE_USAGE, FILE_USAGE_INDEXES, FileUsageRepository
 from caesar_accounting.adapters.jobs import JOB_USAGE, JOB_USAGE_INDEXES, JobUsageRepository
-from caesar_accounting.entrypoints.consumer import ACCOUNTING_QUEUE, events_handler
+from caesar_accounting.entrypoints.consumer import ACCOUNTING_QUEUE, events_batch_handler, events_handler
 from caesar_accounting.handlers import AccountingDeps
 from caesar_accounting.service.usage import refresh_bytes_stored
 from caesar_accounting.settings import AccountingSettings
@@ -36,7 +36,9 @@ async def build(runtime: ServiceRuntime[AccountingSettings]) -> None:
     """Consume ``accounting.events`` and keep the bytes-stored gauge fresh."""
     deps = make_deps(runtime)
     await refresh_bytes_stored(deps.files)
-    await runtime.bus.consume(ACCOUNTING_QUEUE, events_handler(deps))
+    await runtime.bus.consume(
+        ACCOUNTING_QUEUE, events_handler(deps), prefetch=256, batch=events_batch_handler(deps)
+    )
     runtime.spawn(
         run_every(
             runtime.settings.metrics_interval_s, partial(refresh_bytes_stored, deps.files), "bytes-stored"

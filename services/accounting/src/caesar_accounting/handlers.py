@@ -8,12 +8,14 @@ first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
 from caesar_accounting.service.usage import (
     record_deletion,
     record_state,
+    record_states_together,
     record_upload,
     refresh_bytes_stored,
 )
@@ -24,9 +26,9 @@ from caesar_common.events import (
     JobStateChanged,
     JobSubmitted,
 )
-from caesar_common.message_router import HandlerTable
+from caesar_common.message_router import HandlerTable, decode_known, route_by_type
 
-__all__ = ["HANDLERS", "AccountingDeps", "refresh_bytes_stored"]
+__all__ = ["HANDLERS", "AccountingDeps", "on_batch", "refresh_bytes_stored"]
 
 
 @dataclass
@@ -52,6 +54,30 @@ async def on_file_uploaded(message: FileUploaded, envelope: Envelope, deps: Acco
 async def on_file_deleted(message: FileDeleted, envelope: Envelope, deps: AccountingDeps) -> None:
     # FileDeleted carries no timestamp of its own; the envelope's creation time is it.
     await record_deletion(message, envelope.time, deps.files)
+
+
+async def on_batch(envelopes: Sequence[Envelope], deps: AccountingDeps) -> None:
+    """A batch of deliveries: submissions and state events in bulk, file events one by one.
+
+    Submissions and state events of one job touch different fields, so writing all
+    submissions first changes nothing; state events keep their delivery order.
+    """
+    submissions: list[JobSubmitted] = []
+    states: list[JobStateChanged] = []
+    route = route_by_type(HANDLERS, deps)
+    others: list[Envelope] = []
+    for envelope in envelopes:
+        message = decode_known(envelope)
+        if isinstance(message, JobSubmitted):
+            submissions.append(message)
+        elif isinstance(message, JobStateChanged):
+            states.append(message)
+        else:
+            others.append(envelope)
+    await deps.jobs.record_submissions(submissions)
+    await record_states_together(states, deps.jobs)
+    for envelope in others:
+        await route(envelope)
 
 
 HANDLERS: HandlerTable[AccountingDeps] = {

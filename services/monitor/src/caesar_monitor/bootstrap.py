@@ -19,6 +19,7 @@ from caesar_monitor.entrypoints.consumer import (
     HEARTBEAT_KEY,
     HEARTBEAT_QUEUE,
     MONITOR_QUEUE,
+    events_batch_handler,
     events_handler,
 )
 from caesar_monitor.handlers import refresh_all_gauges
@@ -69,7 +70,7 @@ async def build(runtime: ServiceRuntime[MonitorSettings]) -> None:
     # Heartbeats first, on their own queue and channel: the watchdog's evidence of life
     # must not wait behind a backlog of job events.
     await runtime.bus.consume(HEARTBEAT_QUEUE, handler)
-    await runtime.bus.consume(MONITOR_QUEUE, handler)
+    await runtime.bus.consume(MONITOR_QUEUE, handler, prefetch=256, batch=events_batch_handler(deps))
     await unbind_legacy_heartbeats(runtime.bus)
     interval = deps.settings.watchdog_interval_s
     runtime.spawn(run_every(interval, partial(sweep, deps), "watchdog"), "watchdog")

@@ -7,43 +7,65 @@ event); the use cases in :mod:`caesar_monitor.service` do both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from caesar_common.events import (
     Envelope,
     JobCancelRequested,
     JobStateChanged,
     JobSubmitted,
+    Message,
     RunnerHeartbeat,
 )
-from caesar_common.message_router import HandlerTable
+from caesar_common.message_router import HandlerTable, decode_known, route_by_type
 from caesar_monitor.domain.timeline import Step, cancel_entry, state_entry, submitted_entry
 from caesar_monitor.service.deps import MonitorDeps
 from caesar_monitor.service.gauges import refresh_gauges
 from caesar_monitor.service.heartbeats import observe_heartbeat
-from caesar_monitor.service.timelines import record_event
+from caesar_monitor.service.timelines import EventToRecord, record_event, record_events_together
 
 
-async def on_job_submitted(message: JobSubmitted, envelope: Envelope, deps: MonitorDeps) -> None:
-    facts = {
-        "owner": message.owner,
-        "app": message.app,
-        "submitted_at": message.submitted_at,
-        "wall_time_s": message.wall_time_s,
-    }
-    entry = submitted_entry(envelope.id, message)
-    await record_event(
-        deps.timelines, message.job_id, entry, facts, Step.submission(message), app=message.app
-    )
+def to_record(message: Message, envelope: Envelope) -> EventToRecord | None:
+    """What a job event adds to its timeline (``None``: not a job event)."""
+    if isinstance(message, JobSubmitted):
+        facts = {
+            "owner": message.owner,
+            "app": message.app,
+            "submitted_at": message.submitted_at,
+            "wall_time_s": message.wall_time_s,
+        }
+        entry = submitted_entry(envelope.id, message)
+        return EventToRecord(message.job_id, entry, facts, Step.submission(message), message.app)
+    if isinstance(message, JobStateChanged):
+        facts = {"owner": message.owner, "app": message.app}
+        entry = state_entry(envelope.id, message)
+        return EventToRecord(message.job_id, entry, facts, Step.of(message), message.app)
+    if isinstance(message, JobCancelRequested):
+        # History only: the state changes when a runner or the scheduler acts.
+        return EventToRecord(
+            message.job_id, cancel_entry(envelope.id, message), {"owner": message.owner}, None
+        )
+    return None
 
 
-async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: MonitorDeps) -> None:
-    facts = {"owner": message.owner, "app": message.app}
-    entry = state_entry(envelope.id, message)
-    await record_event(deps.timelines, message.job_id, entry, facts, Step.of(message), app=message.app)
+async def on_job_event(message: Message, envelope: Envelope, deps: MonitorDeps) -> None:
+    event = to_record(message, envelope)
+    assert event is not None
+    await record_event(deps.timelines, event.job_id, event.entry, event.facts, event.step, app=event.app)
 
 
-async def on_job_cancel_requested(message: JobCancelRequested, envelope: Envelope, deps: MonitorDeps) -> None:
-    """A cancel request is history only: the state changes when a runner or the scheduler acts."""
-    await deps.timelines.append(message.job_id, cancel_entry(envelope.id, message), {"owner": message.owner})
+async def on_batch(envelopes: Sequence[Envelope], deps: MonitorDeps) -> None:
+    """A batch of job events: one read and one write for all their timelines."""
+    events: list[EventToRecord] = []
+    route = route_by_type(HANDLERS, deps)
+    for envelope in envelopes:
+        message = decode_known(envelope)
+        event = to_record(message, envelope) if message is not None else None
+        if event is None:
+            await route(envelope)  # a heartbeat on an old binding, an unknown type
+        else:
+            events.append(event)
+    await record_events_together(deps.timelines, events)
 
 
 async def on_runner_heartbeat(message: RunnerHeartbeat, envelope: Envelope, deps: MonitorDeps) -> None:
@@ -56,8 +78,8 @@ async def refresh_all_gauges(deps: MonitorDeps) -> None:
 
 
 HANDLERS: HandlerTable[MonitorDeps] = {
-    JobSubmitted: on_job_submitted,
-    JobStateChanged: on_job_state_changed,
-    JobCancelRequested: on_job_cancel_requested,
+    JobSubmitted: on_job_event,
+    JobStateChanged: on_job_event,
+    JobCancelRequested: on_job_event,
     RunnerHeartbeat: on_runner_heartbeat,
 }

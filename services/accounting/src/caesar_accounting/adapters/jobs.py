@@ -11,12 +11,16 @@ attempt. The two kinds of write touch different fields, so their order does not 
 
 from __future__ import annotations
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.asynchronous.collection import AsyncCollection
+from collections.abc import Collection, Sequence
 
-from caesar_accounting.domain.usage import UsageChange, day_of
+from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from caesar_accounting.domain.usage import BatchedWrite, UsageChange, day_of
 from caesar_common.events import JobSubmitted
-from caesar_common.store import Document, guarded_upsert
+from caesar_common.group_commit import DUPLICATE_KEY
+from caesar_common.store import BY_ID, Document, guarded_upsert
 
 JOB_USAGE = "job_usage"
 # ``owner`` serves the per-user report.
@@ -37,6 +41,34 @@ _REPORT_FIELDS = {
 }
 
 
+def _submission_write(message: JobSubmitted) -> tuple[Document, Document]:
+    """Filter and update recording a submission once (guarded on ``submitted_at`` unset)."""
+    return (
+        {"_id": message.job_id, "submitted_at": None},
+        {
+            "$set": {
+                "owner": message.owner,
+                "app": message.app,
+                "day": day_of(message.submitted_at),
+                "submitted_at": message.submitted_at,
+            },
+            "$setOnInsert": {"outcome": None},
+        },
+    )
+
+
+async def _lost(collection: AsyncCollection[Document], operations: list[UpdateOne]) -> set[int]:
+    """Run guarded upserts as one unordered bulk; the indexes whose guard did not hold."""
+    try:
+        await collection.bulk_write(operations, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
+            raise
+        return {int(e["index"]) for e in errors}
+    return set()
+
+
 class JobUsageRepository:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
@@ -44,21 +76,36 @@ class JobUsageRepository:
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
 
+    async def get_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        return {d["_id"]: d async for d in self.collection.find({"_id": {"$in": sorted(job_ids)}})}
+
+    async def record_submissions(self, messages: Sequence[JobSubmitted]) -> int:
+        """Each guarded like :meth:`record_submission`; a duplicate is a failed upsert, ignored."""
+        if not messages:
+            return 0
+        operations = [UpdateOne(*_submission_write(m), upsert=True, hint=BY_ID) for m in messages]
+        return len(messages) - len(await _lost(self.collection, operations))
+
+    async def apply_many(self, writes: Sequence[BatchedWrite]) -> set[str]:
+        """One unordered bulk of upserts guarded on the revision read.
+
+        A guard that no longer holds makes its upsert collide on ``_id``: the bulk's
+        write errors name exactly the jobs that lost, with no read afterwards.
+        """
+        operations = [
+            UpdateOne(
+                {"_id": w.job_id, "rev": w.revision if w.revision else None},
+                {"$set": {"owner": w.owner, "app": w.app, **w.fields, "rev": w.revision + w.steps}},
+                upsert=True,
+                hint=BY_ID,
+            )
+            for w in writes
+        ]
+        return {writes[i].job_id for i in await _lost(self.collection, operations)}
+
     async def record_submission(self, message: JobSubmitted) -> bool:
         """Record who submitted what, when; ``False`` if it was already recorded."""
-        return await guarded_upsert(
-            self.collection,
-            {"_id": message.job_id, "submitted_at": None},
-            {
-                "$set": {
-                    "owner": message.owner,
-                    "app": message.app,
-                    "day": day_of(message.submitted_at),
-                    "submitted_at": message.submitted_at,
-                },
-                "$setOnInsert": {"outcome": None},
-            },
-        )
+        return await guarded_upsert(self.collection, *_submission_write(message))
 
     async def apply(self, job_id: str, owner: str, app: str, revision: int, change: UsageChange) -> bool:
         """Write ``change`` if the document is still at ``revision``; ``True`` if this call did.

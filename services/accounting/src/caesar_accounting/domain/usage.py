@@ -247,3 +247,61 @@ def plan_change(doc: Mapping[str, Any] | None, message: JobStateChanged) -> Usag
     if attempt is not None:
         attempts[attempt.attempt] = attempt
     return UsageChange(position=position, attempt=attempt, outcome=outcome, attempts=attempts)
+
+
+@dataclass
+class BatchedWrite:
+    """Several changes of one job planned on one read, written as one compare-and-set.
+
+    ``revision`` is the revision read; the write sets ``revision + steps``. ``doc`` is the
+    document as it will be after the write, so the next event of the job in the same
+    batch is planned on it, exactly as if each had been written and read back.
+    """
+
+    job_id: str
+    owner: str
+    app: str
+    revision: int
+    doc: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    outcomes: list[FinalOutcome] = field(default_factory=list)
+    messages: list[JobStateChanged] = field(default_factory=list)
+
+    def add(self, message: JobStateChanged, change: UsageChange) -> None:
+        changed = change.fields()
+        self.fields.update(changed)
+        self.doc.update(changed)
+        self.owner, self.app = message.owner, message.app
+        self.steps += 1
+        if change.outcome is not None:
+            self.outcomes.append(change.outcome)
+
+
+def plan_batch(
+    docs: Mapping[str, Mapping[str, Any]], messages: list[JobStateChanged]
+) -> tuple[list[BatchedWrite], list[JobStateChanged]]:
+    """The writes a batch of state events makes, one per job, planned on ``docs``.
+
+    Returns the writes (jobs some event changes) and every message, by job, that those
+    writes carry (to be handled one by one if a write loses its compare-and-set).
+    """
+    writes: dict[str, BatchedWrite] = {}
+    for message in messages:
+        write = writes.get(message.job_id)
+        if write is None:
+            read = docs.get(message.job_id)
+            write = BatchedWrite(
+                job_id=message.job_id,
+                owner=message.owner,
+                app=message.app,
+                revision=int((read or {}).get("rev") or 0),
+                doc=dict(read or {}),
+            )
+        write.messages.append(message)
+        change = plan_change(write.doc or None, message)
+        if change is not None:
+            write.add(message, change)
+        writes[message.job_id] = write
+    changed = [w for w in writes.values() if w.steps]
+    return changed, [m for w in changed for m in w.messages]

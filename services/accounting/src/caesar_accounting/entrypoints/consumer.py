@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from caesar_accounting.handlers import HANDLERS, AccountingDeps
-from caesar_common.bus import Handler, QueueSpec
+from collections.abc import Sequence
+
+from caesar_accounting.handlers import HANDLERS, AccountingDeps, on_batch
+from caesar_common.bus import BatchHandler, Handler, QueueSpec
+from caesar_common.events import Envelope
 from caesar_common.message_router import route_by_type
 
 # Every state, not only terminal ones: which terminal event is the job's outcome depends
@@ -18,3 +21,12 @@ ACCOUNTING_QUEUE = QueueSpec(
 
 def events_handler(deps: AccountingDeps) -> Handler:
     return route_by_type(HANDLERS, deps)
+
+
+def events_batch_handler(deps: AccountingDeps) -> BatchHandler:
+    """Deliveries taken together: one read and one write for a whole batch of job events."""
+
+    async def handle(envelopes: Sequence[Envelope]) -> None:
+        await on_batch(envelopes, deps)
+
+    return handle

@@ -6,10 +6,11 @@ pass in-memory fakes.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from caesar_accounting.domain.usage import UsageChange
+from caesar_accounting.domain.usage import BatchedWrite, UsageChange
 from caesar_common.events import FileDeleted, FileUploaded, JobSubmitted
 from caesar_common.store import Document
 
@@ -18,6 +19,21 @@ class JobUsageStore(Protocol):
     """One document per job: its submission, the api's position, outcome and attempts."""
 
     async def get(self, job_id: str) -> Document | None: ...
+
+    async def get_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        """The documents of those jobs that have one, by job id (one read)."""
+        ...
+
+    async def record_submissions(self, messages: Sequence[JobSubmitted]) -> int:
+        """Record each submission unless already recorded (one write); how many were new."""
+        ...
+
+    async def apply_many(self, writes: Sequence[BatchedWrite]) -> set[str]:
+        """Write each job's batched change if still at its revision (one write).
+
+        Returns the job ids whose compare-and-set lost (another writer moved them).
+        """
+        ...
 
     async def record_submission(self, message: JobSubmitted) -> bool: ...
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from caesar_accounting import metrics
-from caesar_accounting.domain.usage import UsageChange, plan_change
+from caesar_accounting.domain.usage import UsageChange, plan_batch, plan_change
 from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
 from caesar_common.events import FileDeleted, FileUploaded, JobStateChanged
 
@@ -35,6 +36,28 @@ async def record_state(message: JobStateChanged, jobs: JobUsageStore) -> UsageCh
                 metrics.count_outcome(change.outcome)
             return change
     raise UsageRaceError(f"job {message.job_id} kept changing while accounting an event")
+
+
+async def record_states_together(messages: Sequence[JobStateChanged], jobs: JobUsageStore) -> None:
+    """Record a batch of state events with one read and one write, however many jobs.
+
+    Planned exactly as one by one (:func:`~caesar_accounting.domain.usage.plan_batch`,
+    each event on the document as the previous one left it), written as one
+    compare-and-set per job. A job whose write loses to another writer (a replica) is
+    recorded again one event at a time from a fresh read.
+    """
+    if not messages:
+        return
+    docs = await jobs.get_many({m.job_id for m in messages})
+    writes, _ = plan_batch(docs, list(messages))
+    lost = await jobs.apply_many(writes) if writes else set()
+    for write in writes:
+        if write.job_id in lost:
+            for message in write.messages:
+                await record_state(message, jobs)
+        else:
+            for outcome in write.outcomes:
+                metrics.count_outcome(outcome)
 
 
 async def record_upload(message: FileUploaded, files: FileUsageStore) -> bool:

@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from caesar_api.adapters.pagination import Page, after_filter
 from caesar_common.events import Envelope, FileDeleted, FileUploaded
 from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
-from caesar_common.store import Document
+from caesar_common.store import BY_ID, Document
 
 FILES_INDEXES: list[IndexModel] = [
     # GET /fileids: the owner's live files, newest first, cursor on (uploaded_at, _id).
@@ -50,15 +50,19 @@ class FilesRepository:
 
     async def get(self, owner: str, file_id: str) -> Document | None:
         """The owner's live (not deleted) file, or ``None``."""
-        return await self.collection.find_one({"_id": file_id, "owner": owner, "deleted": False})
+        # By _id alone, then the rest (see JobsRepository.get: no scan of the owner's files).
+        doc = await self.collection.find_one({"_id": file_id})
+        return doc if doc is not None and doc.get("owner") == owner and doc.get("deleted") is False else None
 
     async def get_any(self, file_id: str) -> Document | None:
         """A live file whoever owns it (admins only; callers check the role)."""
-        return await self.collection.find_one({"_id": file_id, "deleted": False})
+        doc = await self.collection.find_one({"_id": file_id})
+        return doc if doc is not None and doc.get("deleted") is False else None
 
     async def get_cursor(self, owner: str, file_id: str) -> Document | None:
         """The owner's file named by a list cursor, deleted or not (pages go on past it)."""
-        return await self.collection.find_one({"_id": file_id, "owner": owner}, {"outbox": 0})
+        doc = await self.collection.find_one({"_id": file_id}, {"outbox": 0})
+        return doc if doc is not None and doc.get("owner") == owner else None
 
     async def list(self, owner: str, limit: int, after: Document | None) -> Page:
         """One page of the owner's live files, newest first."""
@@ -86,7 +90,7 @@ class FilesRepository:
             outbox_update([envelope]),
         )
         result = await self.collection.update_one(
-            {"_id": record["_id"], "owner": record["owner"], "deleted": False}, update
+            {"_id": record["_id"], "owner": record["owner"], "deleted": False}, update, hint=BY_ID
         )
         if result.modified_count != 1:
             return False

@@ -21,7 +21,7 @@ from caesar_common.events import Envelope, JobCancelRequested, JobSubmitted
 from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import HeldBefore
 from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
-from caesar_common.store import Document
+from caesar_common.store import BY_ID, Document
 
 JOBS_INDEXES: list[IndexModel] = [
     # Jobs still PENDING, oldest first (the re-announcement of lost submissions).
@@ -97,14 +97,17 @@ class JobsRepository:
             update = merge_updates({"$set": {"reannounced_at": now}}, outbox_update([envelope]))
             # Guarded on the value read too: of two api replicas, one re-announces.
             guard = {"_id": doc["_id"], "state": "PENDING", "reannounced_at": doc.get("reannounced_at")}
-            result = await self.collection.update_one(guard, update)
+            result = await self.collection.update_one(guard, update, hint=BY_ID)
             if result.modified_count == 1:
                 self._publish_soon(doc["_id"], envelope)
                 done += 1
         return done
 
     async def get(self, owner: str, job_id: str) -> Document | None:
-        return await self.collection.find_one({"_id": job_id, "owner": owner}, _HIDDEN)
+        # By _id alone, then the owner: a filter on owner too is planned through the
+        # owner's index and scans all of that owner's jobs on the development database.
+        job = await self.collection.find_one({"_id": job_id}, _HIDDEN)
+        return job if job is not None and job.get("owner") == owner else None
 
     async def get_any(self, job_id: str) -> Document | None:
         """A job whoever owns it (the projection; events carry the owner to check)."""
@@ -134,7 +137,7 @@ class JobsRepository:
             {"$set": {"cancel_requested_at": requested_at, "updated_at": requested_at}},
             outbox_update([envelope]),
         )
-        result = await self.collection.update_one(position_guard(job), update)
+        result = await self.collection.update_one(position_guard(job), update, hint=BY_ID)
         if result.matched_count != 1:
             return False
         self._publish_soon(job["_id"], envelope)

@@ -7,16 +7,19 @@ events: [entry, ...]}`` plus the outbox fields when the watchdog has events to p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
+from caesar_common.group_commit import DUPLICATE_KEY
 from caesar_common.jobstate import ACTIVE_STATES, JobPosition, JobState
 from caesar_common.outbox import merge_updates
-from caesar_common.store import Document, guarded_upsert
+from caesar_common.store import BY_ID, Document, guarded_upsert
 from caesar_monitor.domain.timeline import ENTRY_ORDER, Entry
+from caesar_monitor.service.ports import TimelineMove
 
 TIMELINES = "timelines"
 # ``state`` serves the watchdog (STARTED/RUNNING) and the per-state counts.
@@ -57,6 +60,33 @@ class TimelineRepository:
     async def load(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id}, _NO_OUTBOX)
 
+    async def load_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        cursor = self.collection.find({"_id": {"$in": sorted(job_ids)}}, _NO_OUTBOX)
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def move_many(self, moves: Sequence[TimelineMove]) -> set[str]:
+        """One unordered bulk of upserts guarded on the position and the entries' absence.
+
+        A guard that no longer holds makes its upsert collide on ``_id``, so the bulk's
+        write errors name the timelines that moved meanwhile, with no read afterwards.
+        """
+        operations = []
+        for move in moves:
+            query = position_guard(move.job_id, move.held)
+            update: Document = {"$set": dict(move.fields)} if move.fields else {}
+            if move.entries:
+                query["events.event_id"] = {"$nin": [e["event_id"] for e in move.entries]}
+                update["$push"] = {"events": {"$each": list(move.entries), "$sort": ENTRY_ORDER}}
+            operations.append(UpdateOne(query, update, upsert=True, hint=BY_ID))
+        try:
+            await self.collection.bulk_write(operations, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
+                raise
+            return {moves[int(e["index"])].job_id for e in errors}
+        return set()
+
     async def move(
         self,
         job_id: str,
@@ -81,7 +111,7 @@ class TimelineRepository:
             query["events.event_id"] = {"$ne": entry["event_id"]}
         if held is None:
             return await guarded_upsert(self.collection, query, update)
-        result = await self.collection.update_one(query, update)
+        result = await self.collection.update_one(query, update, hint=BY_ID)
         return result.modified_count == 1
 
     async def executing(self) -> list[Document]:

@@ -12,11 +12,13 @@ heartbeat may also arrive there, late: it is older than the one stored from
 
 from __future__ import annotations
 
-from caesar_common.bus import Handler, QueueSpec
+from collections.abc import Sequence
+
+from caesar_common.bus import BatchHandler, Handler, QueueSpec
 from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_common.message_router import route_by_type
 from caesar_monitor import metrics
-from caesar_monitor.handlers import HANDLERS
+from caesar_monitor.handlers import HANDLERS, on_batch
 from caesar_monitor.service.deps import MonitorDeps
 
 HEARTBEAT_KEY = RunnerHeartbeat.type_name
@@ -28,13 +30,28 @@ MONITOR_QUEUE = QueueSpec(
 HEARTBEAT_QUEUE = QueueSpec("monitor.heartbeats", bindings=(HEARTBEAT_KEY,))
 
 
+def _observe_lag(deps: MonitorDeps, envelope: Envelope) -> None:
+    lag = (deps.clock() - envelope.time).total_seconds()
+    metrics.EVENT_LAG.observe(max(0.0, lag))
+
+
 def events_handler(deps: MonitorDeps) -> Handler:
     """The bus handler: measure the event's lag, then route it to its handler."""
     route = route_by_type(HANDLERS, deps)
 
     async def measured(envelope: Envelope) -> None:
-        lag = (deps.clock() - envelope.time).total_seconds()
-        metrics.EVENT_LAG.observe(max(0.0, lag))
+        _observe_lag(deps, envelope)
         await route(envelope)
+
+    return measured
+
+
+def events_batch_handler(deps: MonitorDeps) -> BatchHandler:
+    """Job events taken together: one read and one write for a whole batch of timelines."""
+
+    async def measured(envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            _observe_lag(deps, envelope)
+        await on_batch(envelopes, deps)
 
     return measured

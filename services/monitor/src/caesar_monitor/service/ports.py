@@ -7,7 +7,8 @@ relay the events a write appended, to publish a timeline's events now.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +20,16 @@ from caesar_monitor.domain.liveness import RunnerReport
 from caesar_monitor.domain.timeline import Entry
 
 
+@dataclass
+class TimelineMove:
+    """What a batch of events does to one timeline: new entries, fields, from ``held``."""
+
+    job_id: str
+    held: JobPosition | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+
+
 class TimelineStore(Protocol):
     """One document per job: its entries and its current position."""
 
@@ -27,6 +38,15 @@ class TimelineStore(Protocol):
         ...
 
     async def load(self, job_id: str) -> Document | None: ...
+
+    async def load_many(self, job_ids: Collection[str]) -> dict[str, Document]:
+        """The timelines of those jobs that have one, by job id (one read)."""
+        ...
+
+    async def move_many(self, moves: Sequence[TimelineMove]) -> set[str]:
+        """Apply each move while its timeline holds its position and lacks its entries
+        (one write); returns the job ids whose move did not apply."""
+        ...
 
     async def move(
         self,

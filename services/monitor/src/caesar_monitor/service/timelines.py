@@ -8,12 +8,13 @@ late entry completed); a lost race re-reads and decides again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from caesar_monitor import metrics
 from caesar_monitor.domain.timeline import Advance, Entry, Progress, Step, advance, refresh
-from caesar_monitor.service.ports import TimelineStore
+from caesar_monitor.service.ports import TimelineMove, TimelineStore
 
 # Concurrent writers to one timeline are rare (two events of one job in one prefetch
 # window); a handful of re-reads settles any race, and failing loudly beats looping.
@@ -55,3 +56,80 @@ async def record_event(
                 metrics.observe_advance(app or (doc or {}).get("app") or "", change)
             return change
     raise RuntimeError(f"timeline of job {job_id} kept changing under the monitor")
+
+
+@dataclass(frozen=True)
+class EventToRecord:
+    """One job event as the monitor records it: its entry, facts and the step it makes."""
+
+    job_id: str
+    entry: Entry
+    facts: Mapping[str, Any]
+    step: Step | None
+    app: str = ""
+
+
+@dataclass
+class _Planned:
+    move: TimelineMove
+    doc: dict[str, Any]
+    entries: list[Mapping[str, Any]]
+    events: list[EventToRecord] = field(default_factory=list)
+    advances: list[tuple[str, Advance]] = field(default_factory=list)
+
+
+def plan_timeline_moves(
+    docs: Mapping[str, Mapping[str, Any]], events: Sequence[EventToRecord]
+) -> list[_Planned]:
+    """One move per timeline for a batch of events, each event decided on the timeline as
+    the previous ones left it (as :func:`record_event` would, one at a time)."""
+    planned: dict[str, _Planned] = {}
+    for event in events:
+        plan = planned.get(event.job_id)
+        if plan is None:
+            read = dict(docs.get(event.job_id) or {})
+            plan = _Planned(
+                TimelineMove(event.job_id, Progress.of(read or None).position),
+                read,
+                list(read.get("events") or []),
+            )
+            planned[event.job_id] = plan
+        plan.events.append(event)
+        held = Progress.of(plan.doc or None)
+        fresh = all(e.get("event_id") != event.entry["event_id"] for e in plan.entries)
+        changed: dict[str, Any] = {}
+        if fresh:
+            plan.entries.append(event.entry)
+            plan.move.entries.append(event.entry)
+            changed.update(event.facts)
+        change = advance(held, event.step, plan.entries) if event.step is not None else None
+        if change is not None:
+            changed.update(change.fields)
+            plan.advances.append((event.app or str(plan.doc.get("app") or ""), change))
+        else:
+            changed.update(refresh(held, plan.entries) or {})
+        plan.move.fields.update(changed)
+        plan.doc.update(changed)
+    return [p for p in planned.values() if p.move.fields or p.move.entries]
+
+
+async def record_events_together(timelines: TimelineStore, events: Sequence[EventToRecord]) -> None:
+    """Record a batch of events with one read and one write, however many timelines.
+
+    A timeline that moved between the read and the write (another replica) gets its
+    events recorded again one at a time from a fresh read.
+    """
+    if not events:
+        return
+    docs = await timelines.load_many({e.job_id for e in events})
+    plans = plan_timeline_moves(docs, events)
+    lost = await timelines.move_many([p.move for p in plans]) if plans else set()
+    for plan in plans:
+        if plan.move.job_id in lost:
+            for event in plan.events:
+                await record_event(
+                    timelines, event.job_id, event.entry, event.facts, event.step, app=event.app
+                )
+        else:
+            for app, change in plan.advances:
+                metrics.observe_advance(app, change)

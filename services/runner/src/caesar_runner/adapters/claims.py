@@ -19,7 +19,7 @@ from caesar_common.events import Envelope
 from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
-from caesar_common.store import Document
+from caesar_common.store import BY_ID, Document
 
 CLAIMS = "claims"
 CANCELS = "cancels"
@@ -54,7 +54,7 @@ class Claims:
         self, cid: str, expect_state: str, changes: dict[str, Any], events: Sequence[Envelope]
     ) -> bool:
         update = merge_updates({"$set": changes}, outbox_update(events))
-        result = await self.collection.update_one({"_id": cid, "state": expect_state}, update)
+        result = await self.collection.update_one({"_id": cid, "state": expect_state}, update, hint=BY_ID)
         return result.modified_count == 1
 
     async def open_claims(self, runner_id: str, pool: str | None = None) -> list[Document]:

@@ -19,7 +19,7 @@ from caesar_common.events import Envelope
 from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import HeldBefore, JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
-from caesar_common.store import Document
+from caesar_common.store import BY_ID, Document
 from caesar_scheduler.domain.fairshare import OwnerBacklog
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
 
@@ -79,7 +79,7 @@ class SchedulerJobs:
         """Apply ``changes`` to an admitted job whose position ``held`` matches."""
         for position in held.as_filters():
             query = {"_id": job_id, "phase": {"$in": [WAITING, DISPATCHED, FINISHED]}, **position}
-            result = await self.collection.update_one(query, {"$set": changes})
+            result = await self.collection.update_one(query, {"$set": changes}, hint=BY_ID)
             if result.modified_count == 1:
                 return True
         return False
@@ -111,7 +111,7 @@ class SchedulerJobs:
         update = {"$set": changes}
         if events or commands:
             update = merge_updates(update, outbox_update(list(events), commands=list(commands)))
-        result = await self.collection.update_one({"_id": job_id, **expect}, update)
+        result = await self.collection.update_one({"_id": job_id, **expect}, update, hint=BY_ID)
         return result.modified_count == 1
 
     async def waiting_owners(self, now: datetime) -> dict[str, list[OwnerBacklog]]:
