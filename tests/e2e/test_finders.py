@@ -3,11 +3,14 @@ input checks at submit, and the service's catalogue vs a direct run of the same 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +148,19 @@ async def test_files_are_served_from_the_manifest_only(
     job_id = await run(http, stack, field[0], "sfind", {})
     async with http.get(f"{v2(stack)}/jobs/{job_id}/files") as resp:
         names = {f["name"] for f in (await resp.json())["files"]}
-    assert {"sources.vot", "sources.fits", "preview.png", "sfind_catalog.fits", "catalog.json"} <= names
+    assert {"sources.fits", "preview.png", "sfind_catalog.fits", "catalog.json"} <= names
+    assert "sources.vot" not in names  # derived on request, not written by the job
+    assert not any(n.startswith((".", "tmp/")) or "/." in n for n in names)
     async with http.get(f"{v2(stack)}/jobs/{job_id}/files/manifest.json") as resp:
         manifest = json.loads(await resp.read())
-    assert manifest["catalog"]["catalogs"]["sources"]["native"] == "sfind_catalog.fits"
-    assert manifest["catalog"]["catalogs"]["sources"]["files"]["votable"] == "sources.vot"
-    assert [s["name"] for s in manifest["steps"]] == ["sfind", "finalize"]
+    sources = manifest["catalog"]["catalogs"]["sources"]
+    assert sources["native"] == "sfind_catalog.fits"
+    assert sources["files"] == {"fits": "sources.fits"}
+    assert sources["derived"]["votable"] == "sources.vot"
+    assert [s["name"] for s in manifest["steps"]] == ["sfind"]  # finalized in the same process
+    async with http.get(f"{v2(stack)}/jobs/{job_id}/files/sources.vot") as resp:
+        assert resp.status == 200
+        assert b"<VOTABLE" in await resp.read()
     async with http.get(f"{v2(stack)}/jobs/{job_id}/files/sfind_catalog.fits") as resp:
         assert resp.status == 200
         assert (await resp.read())[:6] == b"SIMPLE"
@@ -230,3 +240,52 @@ async def test_aegean_job_equals_direct_run(
     assert len(service) == len(direct) > 50
     np.testing.assert_allclose(service["ra"], direct["ra"], rtol=1e-12)
     np.testing.assert_allclose(service["int_flux"], direct["int_flux"], rtol=1e-9)
+
+
+async def test_image_straddling_ra_zero_gives_ra_in_range(
+    http: aiohttp.ClientSession, stack: Stack, tmp_path: Path
+) -> None:
+    image = tmp_path / "ra0.fits"
+    truth = write_simulation(SimulationSpec(size=512, seed=41, ra_deg=0.0, dec_deg=-30.0), image)
+    for app in ("sfind", "bdsf"):
+        job_id = await run(http, stack, image, app, {})
+        (tmp_path / f"{app}.fits").write_bytes(await catalog(http, stack, job_id, "fits"))
+        found = Table.read(tmp_path / f"{app}.fits")
+        ra, dec = np.asarray(found["ra"]), np.asarray(found["dec"])
+        assert ((ra >= 0) & (ra < 360)).all(), app
+        assert ((dec >= -90) & (dec <= 90)).all(), app
+        assert (ra > 359).any(), app  # both sides of RA 0, as one field
+        assert (ra < 1).any(), app
+        assert crossmatch(truth, ra, dec, 9.0).completeness(10) >= 0.95, app
+
+
+async def test_concurrent_first_requests_of_a_derived_format_agree(
+    http: aiohttp.ClientSession, stack: Stack, field: tuple[Path, Table]
+) -> None:
+    job_id = await run(http, stack, field[0], "sfind", {})
+
+    async def get(fmt: str) -> bytes:
+        return await catalog(http, stack, job_id, fmt)
+
+    for fmt in ("csv", "votable", "json", "ds9"):
+        bodies = await asyncio.gather(*(get(fmt) for _ in range(6)))
+        assert len(set(bodies)) == 1, fmt
+        assert bodies[0] == await get(fmt)  # the cached file: the same bytes again
+
+
+async def test_output_archive_holds_only_the_jobs_files(
+    http: aiohttp.ClientSession, stack: Stack, field: tuple[Path, Table]
+) -> None:
+    job_id = await run(http, stack, field[0], "aegean", {"bkgbox": 100, "bkggrid": 20})
+    await catalog(http, stack, job_id, "csv")  # a derived file is a file of the job too
+    async with http.get(f"{stack.v1}/job/{job_id}/output") as resp:
+        assert resp.status == 200
+        blob = await resp.read()
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"sources.fits", "sources.csv", "catalog_comp.vot", "preview.png", "manifest.json"} <= names
+    assert not [n for n in names if n.startswith((".", "tmp")) or "/." in n], names
+    async with http.get(f"{v2(stack)}/jobs/{job_id}/files") as resp:
+        listed = {f["name"] for f in (await resp.json())["files"]}
+    assert listed <= names
+    assert [n for n in names - listed if n != "sources.csv"] == []

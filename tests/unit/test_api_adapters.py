@@ -121,6 +121,23 @@ async def test_archive_streams_files_but_no_links(tmp_path: Path) -> None:
         assert all(m.uname == "" and m.uid == 0 for m in tar.getmembers())
 
 
+async def test_archive_holds_only_the_jobs_outputs(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    for name in (
+        "sources.fits",
+        ".cache/matplotlib/fontlist-v390.json",  # an app's HOME before HOME moved to tmp/
+        ".config/matplotlib/matplotlibrc",
+        "tmp/.astropy/config",  # HOME and TMPDIR now
+        "tmp/scratch.bin",
+        ".sources.csv.42.abcdef01.tmp",  # a derived catalogue being written
+    ):
+        (job / name).parent.mkdir(parents=True, exist_ok=True)
+        (job / name).write_text("x")
+    chunks = [c async for c in stream_tar_gz(job, "J", level=1)]
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), mode="r:gz") as tar:
+        assert set(tar.getnames()) == {"J", "J/sources.fits"}
+
+
 async def test_archive_stops_when_the_reader_stops(tmp_path: Path) -> None:
     job = tmp_path / "job"
     job.mkdir()

@@ -803,7 +803,9 @@ def test_aegean_plan_for_defaults(tmp_path: Path) -> None:
         img,
     )
     assert steps[1].argv == (
-        f"{bin_}/aegean",
+        f"{bin_}/python",
+        "-m",
+        "caesar_runner.catalogs.aegean_run",
         img,
         "--background",
         f"{job}/image_bkg.fits",
@@ -819,6 +821,7 @@ def test_aegean_plan_for_defaults(tmp_path: Path) -> None:
         "1",
         "--table",
         f"{job}/catalog.vot,{job}/catalog.csv,{job}/catalog.reg",
+        "--finalize",
     )
     for step in steps:
         assert dict(step.env) == {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
@@ -943,7 +946,7 @@ def test_shell_metacharacters_never_reach_an_argv(tmp_path: Path) -> None:
     ctx = PlanContext(tmp_path / "a b; rm -rf ~ $(id).fits", tmp_path / "job", tmp_path)
     bane, aegean = AEGEAN.plan(AEGEAN.validate({}), ctx)
     assert bane.argv[-1] == str(ctx.input_path)
-    assert aegean.argv[1] == str(ctx.input_path)
+    assert aegean.argv[3] == str(ctx.input_path)
     assert all(isinstance(a, str) for a in bane.argv + aegean.argv)
 
 
@@ -1049,6 +1052,8 @@ def test_aegean_really_finds_the_injected_sources(tmp_path: Path) -> None:
     for ext in ("csv", "vot", "reg"):
         assert (job_dir / f"catalog_comp.{ext}").exists(), ext
     assert not list(data_dir.glob("*_bkg.fits")), "nothing is written next to the input"
+    for name in ("sources.fits", "catalog.json", "preview.png"):  # finalized in the aegean step
+        assert (job_dir / name).exists(), name
 
     with (job_dir / "catalog_comp.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -1,4 +1,8 @@
-"""Harmonised catalogue writers and the preview: what clients' tools read back."""
+"""The harmonised table, its canonical FITS file and the preview.
+
+The formats the api derives from the canonical file are tested in
+``test_catalog_formats.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.io.votable import parse_single_table
 from astropy.table import Table
 
+from caesar_api.adapters.catalog_formats import DERIVERS, catalog_to_json, read_canonical
 from caesar_runner.catalogs.harmonise import CORE_COLUMNS, empty_catalog, read_native
 from caesar_runner.catalogs.image import load_image
-from caesar_runner.catalogs.preview import decimate, render_preview
+from caesar_runner.catalogs.preview import decimate, grid_step_deg, render_preview, stretch
 from caesar_runner.catalogs.sfind import OUTPUT_NAME, find_sources
-from caesar_runner.catalogs.writers import FORMATS, catalog_to_json, write_catalog
+from caesar_runner.catalogs.writers import CANONICAL_FORMAT, DERIVED_FORMATS, FORMATS, write_canonical
 from caesar_testkit.skysim import SimulationSpec, write_simulation
-
-regions = pytest.importorskip("regions")
 
 
 @pytest.fixture(scope="module")
@@ -43,40 +45,35 @@ def test_harmonised_table_has_core_columns_with_units(found: tuple[Path, Table])
     assert "sfind_npix" in table.colnames
 
 
-def test_writers_round_trip_with_declared_units(found: tuple[Path, Table], tmp_path: Path) -> None:
+def test_canonical_fits_keeps_units_descriptions_and_ucds(found: tuple[Path, Table], tmp_path: Path) -> None:
     _, table = found
-    written = write_catalog(table, tmp_path, "sources")
-    assert set(written) == set(FORMATS)
-    vot = Table.read(tmp_path / written["votable"], format="votable")
-    fit = Table.read(tmp_path / written["fits"], format="fits")
-    for back in (vot, fit):
-        assert len(back) == len(table)
-        for spec in CORE_COLUMNS:
-            expected = None if spec.unit is None else u.Unit(spec.unit)
-            assert back[spec.name].unit == expected, spec.name
-        assert np.allclose(back["int_flux"], table["int_flux"])
-    fields = {f.name: f for f in parse_single_table(str(tmp_path / written["votable"])).fields}
-    assert fields["ra"].ucd == "pos.eq.ra;meta.main"
-    assert fields["peak_flux"].ucd == "phot.flux.density;stat.max"
-    csv = Table.read(tmp_path / written["csv"], format="ascii.csv")
-    assert np.allclose(csv["dec"], table["dec"])
-    doc = json.loads((tmp_path / written["json"]).read_text())
-    assert doc["n_sources"] == len(table)
-    assert doc["finder"] == "sfind"
-    assert {c["name"]: c["unit"] for c in doc["columns"]}["int_flux"] == "Jy"
-    shapes = regions.Regions.read(str(tmp_path / written["ds9"]), format="ds9")
-    assert len(shapes) == len(table)
-    assert not list(tmp_path.glob(".*.tmp"))
+    name = write_canonical(table, tmp_path, "sources")
+    assert name == "sources.fits"
+    assert [p.name for p in tmp_path.iterdir()] == ["sources.fits"]  # no temporary left
+    back = read_canonical(tmp_path / name)
+    assert back.colnames == table.colnames
+    assert back.meta == {"finder": "sfind", "catalog": "sources"}
+    for spec in CORE_COLUMNS:
+        expected = None if spec.unit is None else u.Unit(spec.unit)
+        assert back[spec.name].unit == expected, spec.name
+        assert back[spec.name].description == spec.description
+        assert back[spec.name].meta["ucd"] == spec.ucd
+    for column in table.colnames:  # binary: every value bit for bit, NaN included
+        np.testing.assert_array_equal(back[column], table[column])
 
 
-def test_empty_catalog_writes_every_format(tmp_path: Path) -> None:
+def test_every_served_format_is_canonical_or_derived() -> None:
+    assert CANONICAL_FORMAT == "fits"
+    assert set(DERIVED_FORMATS) | {CANONICAL_FORMAT} == set(FORMATS)
+    assert set(DERIVERS) == set(DERIVED_FORMATS)
+
+
+def test_empty_catalog_round_trips(tmp_path: Path) -> None:
     table = read_native("aegean", tmp_path)  # no native file: nothing found
     assert len(table) == 0
-    written = write_catalog(table, tmp_path, "sources")
-    assert len(Table.read(tmp_path / written["votable"], format="votable")) == 0
-    assert len(Table.read(tmp_path / written["fits"], format="fits")) == 0
-    assert json.loads((tmp_path / written["json"]).read_text())["sources"] == []
-    assert len(regions.Regions.read(str(tmp_path / written["ds9"]), format="ds9")) == 0
+    back = read_canonical(tmp_path / write_canonical(table, tmp_path, "sources"))
+    assert len(back) == 0
+    assert back.colnames == [c.name for c in CORE_COLUMNS]
 
 
 def test_json_has_null_for_nan() -> None:
@@ -85,6 +82,7 @@ def test_json_has_null_for_nan() -> None:
     table["err_ra"][0] = math.nan
     doc = catalog_to_json(table)
     assert doc["sources"][0]["err_ra"] is None
+    assert doc["sources"][0]["source_id"] == 0
     json.dumps(doc, allow_nan=False)
 
 
@@ -101,8 +99,42 @@ def test_decimate_keeps_blank_blocks_blank() -> None:
     assert same is data
 
 
-def test_preview_is_a_png(found: tuple[Path, Table], tmp_path: Path) -> None:
+def test_decimate_without_blanks_is_the_block_mean() -> None:
+    data = np.arange(64 * 48, dtype=np.float32).reshape(64, 48)
+    small, factor = decimate(data, 16)
+    assert factor == 4
+    np.testing.assert_allclose(small, data.reshape(16, 4, 12, 4).mean(axis=(1, 3)))
+    with_blank = data.copy()
+    with_blank[0, 0] = np.nan
+    blank_small, _ = decimate(with_blank, 16)
+    assert blank_small[0, 0] == pytest.approx(np.nanmean(with_blank[:4, :4]))
+    np.testing.assert_allclose(blank_small[1:], small[1:])
+
+
+def test_preview_is_a_png_of_the_display_size(found: tuple[Path, Table], tmp_path: Path) -> None:
+    from PIL import Image
+
     job, table = found
     out = tmp_path / "preview.png"
     render_preview(load_image(job / "in.fits"), table, out, max_pixels=128)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(out) as png:
+        width, height = png.size
+    assert 128 < width < 128 + 100  # the decimated image plus the axes' margins
+    assert 128 < height < 128 + 100
+    assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
+
+
+def test_stretch_is_inverted_grey_with_white_blanks() -> None:
+    data = np.linspace(0.0, 1.0, 1000, dtype=np.float32).reshape(10, 100)
+    data[0, 0] = np.nan
+    grey = stretch(data)
+    assert grey.dtype == np.uint8
+    assert grey[0, 0] == 255
+    assert grey[-1, -1] == 0  # brightest is black
+    assert grey[5, 10] > grey[5, 90]
+
+
+@pytest.mark.parametrize(("span", "step"), [(0.5, 0.1), (0.05, 0.01), (3.0, 0.5), (7.0, 2.0), (200.0, 45.0)])
+def test_grid_steps_are_round(span: float, step: float) -> None:
+    assert grid_step_deg(span) == pytest.approx(step)

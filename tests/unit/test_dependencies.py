@@ -33,6 +33,7 @@ DIST_MODULES: dict[str, tuple[str, ...]] = {
     "swagger-ui-py": ("swagger_ui",),
     "python-keycloak": ("keycloak",),
     "aegeantools": ("AegeanTools",),
+    "pillow": ("PIL",),
     "pymongo": ("pymongo", "bson", "gridfs"),
     "opentelemetry-api": ("opentelemetry",),
     "opentelemetry-sdk": ("opentelemetry.sdk",),

@@ -21,7 +21,7 @@ def test_environment_inherits_nothing(monkeypatch) -> None:  # type: ignore[no-u
     assert "SECRET_TOKEN" not in env
     assert "LD_PRELOAD" not in env
     assert env["PATH"].startswith("/venv/bin:")
-    assert env["HOME"] == "/jobs/u/j"
+    assert env["HOME"] == env["TMPDIR"] == "/jobs/u/j/tmp"  # scratch, not published
     assert env["OMP_NUM_THREADS"] == "2"
 
 

@@ -19,7 +19,11 @@ the AegeanTools command lines:
 
    which writes ``catalog_comp.vot``, ``catalog_comp.csv`` and ``catalog_comp.reg``
    (Aegean inserts ``_comp`` before the extension). When nothing is found Aegean exits
-   0 and writes **no** table: the runner must treat that as an empty catalogue.
+   0 and writes **no** table: the runner must treat that as an empty catalogue. The
+   step runs this command line through ``python -m caesar_runner.catalogs.aegean_run``
+   (AegeanTools' own ``main``, in a process of ours) with ``--finalize`` appended, so
+   the harmonised catalogue and preview are made by the same process instead of a
+   second one (see that module).
 
 Option mapping: ``bkggrid`` -> ``--grid``, ``bkgbox`` -> ``--box``, ``seedthr`` ->
 ``--seedclip``, ``mergethr`` -> ``--floodclip``, ``fit-maxcomponents`` ->
@@ -187,7 +191,9 @@ class AegeanApp(App):
             str(ctx.input_path),
         )
         aegean = [
-            str(ctx.bin_dir / "aegean"),
+            str(ctx.bin_dir / "python"),
+            "-m",
+            "caesar_runner.catalogs.aegean_run",
             str(ctx.input_path),
             "--background",
             f"{maps}_bkg.fits",
@@ -216,6 +222,9 @@ class AegeanApp(App):
             cores,
             "--table",
             ",".join(str(ctx.job_dir / f"{CATALOG_BASENAME}.{ext}") for ext in _TABLE_FORMATS),
+            # Harmonised catalogue, preview and catalog.json by this same process
+            # (caesar_runner.finalize.IN_PROCESS: no separate finalize step).
+            "--finalize",
         ]
         return [Step("bane", bane, env), Step("aegean", tuple(aegean), env)]
 

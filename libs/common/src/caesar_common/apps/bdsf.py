@@ -137,6 +137,10 @@ class BdsfApp(App):
             ]
         if float(v["frequency"]) > 0:
             argv += ["--frequency", repr(float(v["frequency"]))]
+        # The harmonised catalogue, preview and catalog.json are written by this same
+        # process (it holds astropy and the image already): the runner appends no
+        # separate finalize step for this app (caesar_runner.finalize.IN_PROCESS).
+        argv.append("--finalize")
         env = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
         return [Step("bdsf", tuple(argv), env)]
 

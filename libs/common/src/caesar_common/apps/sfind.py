@@ -107,6 +107,10 @@ class SfindApp(App):
                 repr(float(v["bmin"]) / 3600.0),
                 repr(float(v["bpa"])),
             ]
+        # The harmonised catalogue, preview and catalog.json are written by this same
+        # process (it holds astropy and the image already): the runner appends no
+        # separate finalize step for this app (caesar_runner.finalize.IN_PROCESS).
+        argv.append("--finalize")
         return [Step("sfind", tuple(argv), {"OMP_NUM_THREADS": "1"})]
 
     def resources(self, params: ValidatedParams, image_bytes: int) -> Resources:

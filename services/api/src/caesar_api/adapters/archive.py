@@ -5,7 +5,10 @@ much disk or memory and delay the first byte. Instead ``tarfile`` runs in a work
 thread writing into a bounded queue that the HTTP handler drains, so memory stays at a
 few chunks and a slow client slows the compression down (back-pressure). Only regular
 files and directories go in: symbolic links and devices are skipped, so nothing outside
-the job directory can leak into an archive.
+the job directory can leak into an archive. Only the job's outputs go in
+(:func:`caesar_common.job_outputs.is_job_output`): not the scratch directory ``tmp/``
+(the steps' ``HOME`` and ``TMPDIR``, with the ``.cache/`` and ``.config/`` that
+matplotlib and astropy leave) nor hidden files such as a temporary being renamed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from caesar_common.job_outputs import is_job_output
+
 CHUNK_BYTES = 256 * 1024
 QUEUE_CHUNKS = 8
 _DONE = b""
@@ -31,7 +36,7 @@ class ArchiveAborted(Exception):
 
 
 def _entries(root: Path) -> Iterator[tuple[Path, str]]:
-    """(path, name inside the archive) of every directory and regular file under ``root``."""
+    """(path, name inside the archive) of every output directory and regular file under ``root``."""
     stack = [root]
     while stack:
         directory = stack.pop()
@@ -47,6 +52,8 @@ def _entries(root: Path) -> Iterator[tuple[Path, str]]:
                 continue
             path = Path(entry.path)
             rel = path.relative_to(root).as_posix()
+            if not is_job_output(rel):
+                continue
             if stat.S_ISDIR(mode):
                 yield path, rel
                 stack.append(path)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from caesar_common.events import OutputFile
+from caesar_common.job_outputs import is_job_output
 from caesar_common.layout import attempt_dir, attempts_dir, job_dir
 
 PRIVATE_DIR_MODE = 0o750
@@ -46,11 +47,15 @@ def _sha256(path: Path) -> str:
 
 
 def describe_outputs(job_dir: Path, exclude: set[str]) -> list[OutputFile]:
-    """Every regular file the job wrote (not the staged input), with size and SHA-256."""
+    """Every output file the job wrote (not the staged input), with size and SHA-256.
+
+    Not the scratch directory (the steps' ``HOME`` and ``TMPDIR``) nor hidden files: the
+    same rule as the api's archive (:func:`caesar_common.job_outputs.is_job_output`).
+    """
     files = []
     for path in sorted(job_dir.rglob("*")):
         rel = path.relative_to(job_dir).as_posix()
-        if rel in exclude or path.is_symlink() or not path.is_file():
+        if rel in exclude or not is_job_output(rel) or path.is_symlink() or not path.is_file():
             continue
         files.append(OutputFile(name=rel, size_bytes=path.stat().st_size, sha256=_sha256(path)))
     return files

@@ -6,12 +6,13 @@ finder ran, in the formats their tools open, so this package
 
 * loads an input image the way every finder sees it (:mod:`.image`);
 * reads each finder's native output into one astropy :class:`~astropy.table.Table` with
-  the same core columns (:mod:`.harmonise`);
-* writes that table as VOTable, FITS, CSV, JSON and DS9 regions (:mod:`.writers`);
+  the same core columns and positions in the IAU ranges (:mod:`.harmonise`, :mod:`.coords`);
+* writes that table as the canonical FITS catalogue (:mod:`.writers`; the api derives
+  VOTable, CSV, JSON and DS9 regions from it on request);
 * draws a preview PNG of the image with the sources (:mod:`.preview`).
 
 The modules :mod:`.sfind` and :mod:`.bdsf_run` are ``python -m`` entry points that jobs
-run as plan steps; importing this package does not import matplotlib, sep or bdsf.
+run as plan steps; importing this package does not import Pillow, sep or bdsf.
 """
 
 from caesar_runner.catalogs.harmonise import CORE_COLUMNS, empty_catalog, read_native

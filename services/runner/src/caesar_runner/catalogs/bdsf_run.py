@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ncores", type=int, default=1)
     p.add_argument("--save-rmsmap", action="store_true")
     p.add_argument("--save-bkgmap", action="store_true")
+    p.add_argument(
+        "--finalize",
+        action="store_true",
+        help="also write the harmonised catalogues, preview and catalog.json (the service's job step)",
+    )
     return p
 
 
@@ -140,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.save_bkgmap:
         img.export_image(outfile=str(args.outdir / MEAN_MAP), img_type="mean", clobber=True)
     print(f"bdsf_run: {img.nsrc if hasattr(img, 'nsrc') else '?'} sources, {written} catalogues written")
+    if args.finalize:
+        from caesar_runner.finalize import finalize, report
+
+        print(report(finalize("bdsf", args.outdir, args.image)))
     return 0
 
 

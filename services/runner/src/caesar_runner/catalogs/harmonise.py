@@ -6,7 +6,8 @@ sizes in arcsec, PyBDSF's ``Total_flux`` with sizes in degrees, sep's pixel mome
 The harmonised table has :data:`CORE_COLUMNS` (units and UCDs declared, so VOTable and
 FITS writers carry them) followed by the finder's extras, prefixed with the app name.
 
-Conventions: positions and PA in degrees (PA east of north), position errors and sizes
+Conventions: positions and PA in degrees (PA east of north; ``ra`` in [0, 360) and ``dec``
+in [-90, 90] whatever range the finder used, see :mod:`.coords`), position errors and sizes
 (FWHM) in arcsec, peak flux and rms in Jy/beam, integrated flux in Jy. Missing values
 (an error the finder did not compute) are NaN, never the finders' ``-1`` sentinels.
 ``source_id`` is 1-based and unique in the table; ``island_id`` groups components that
@@ -23,6 +24,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 from astropy.table import Column, Table
+
+from caesar_runner.catalogs.coords import normalise_radec
 
 __all__ = [
     "CATALOG_KINDS",
@@ -129,6 +132,8 @@ def _i(values: Any) -> npt.NDArray[np.int64]:
 
 def _build(core: dict[str, Any], extras: dict[str, Any], app: str, kind: str) -> Table:
     n = len(core["ra"])
+    core = {**core}
+    core["ra"], core["dec"] = normalise_radec(core["ra"], core["dec"])
     table = Table()
     for spec in CORE_COLUMNS:
         value = core.get(spec.name)

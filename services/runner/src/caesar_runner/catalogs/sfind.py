@@ -174,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--deblend-cont", type=float, default=0.005)
     parser.add_argument("--aperture-sigma", type=float, default=3.0)
     parser.add_argument("--beam", type=float, nargs=3, metavar=("BMAJ_DEG", "BMIN_DEG", "BPA_DEG"))
+    parser.add_argument(
+        "--finalize",
+        action="store_true",
+        help="also write the harmonised catalogue, preview and catalog.json (the service's job step)",
+    )
     return parser
 
 
@@ -200,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(table):
         args.outdir.mkdir(parents=True, exist_ok=True)
         table.write(args.outdir / OUTPUT_NAME, format="fits", overwrite=True)
+    if args.finalize:
+        from caesar_runner.finalize import finalize, report
+
+        args.outdir.mkdir(parents=True, exist_ok=True)
+        print(report(finalize("sfind", args.outdir, args.image, image=image)))
     return 0
 
 

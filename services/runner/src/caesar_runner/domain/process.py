@@ -8,17 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caesar_common.jobstate import JobState
+from caesar_common.layout import JOB_TMP_DIR
 
 
 def sanitised_environment(bin_dir: Path, job_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """A minimal environment: nothing inherited from the runner, nothing from the client.
 
     ``extra`` comes from the app module (e.g. ``OMP_NUM_THREADS``), never from a request.
+    ``HOME`` is the job's private scratch directory, like ``TMPDIR``: the ``.cache/`` and
+    ``.config/`` that matplotlib and astropy create there are not outputs of the job, and
+    neither the manifest nor the archive carries them.
     """
+    scratch = job_dir / JOB_TMP_DIR
     env = {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(job_dir),
-        "TMPDIR": str(job_dir / "tmp"),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch),
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",

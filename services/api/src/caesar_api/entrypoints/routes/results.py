@@ -4,7 +4,10 @@
 ``/output-sources`` and ``/output-components`` the CSV file, ``/preview`` the PNG in
 base64 (``{"image": ..., "status": ""}``) and ``/output-plot`` the PNG itself. Like
 ``/output``: 202 while the job runs, 404 when it ended without that output (failed or
-aborted jobs have no catalogue). Only files listed in the job's manifest are served.
+aborted jobs have no catalogue). Only files listed in the job's manifest are served, or
+formats its catalogue record derives from a listed canonical catalogue: the JSON and
+CSV of a job are made on the first request and cached (see
+:mod:`caesar_api.adapters.job_files`), so the first answer may take a little longer.
 """
 
 from __future__ import annotations
