@@ -128,11 +128,27 @@ async def snapshot(http: aiohttp.ClientSession, stack: Stack) -> Snapshot:
             return name, parse_metrics(await resp.text())
 
     pids = {name: proc.pid for name, proc in stack.procs.items() if proc.poll() is None}
-    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu: dict[str, float] = {}
+    child: dict[str, float] = {}
+    counters: dict[str, Counters] = {}
+    # Replicas (api2, runner2) count as their service: per job is per service, however many.
+    for name, pid in pids.items():
+        service = service_of(name)
+        cpu[service] = cpu.get(service, 0.0) + cpu_seconds(pid)
+        child[service] = child.get(service, 0.0) + child_cpu_seconds(pid)
+    for name, page in await asyncio.gather(*(one(name) for name in pids)):
+        merged = counters.setdefault(service_of(name), {})
+        for kind, labels in page.items():
+            into = merged.setdefault(kind, {})
+            for key, value in labels.items():
+                into[key] = into.get(key, 0.0) + value
     cpu.update({name: cpu_seconds(pid) for name, pid in infra_pids().items()})
-    child = {name: child_cpu_seconds(pid) for name, pid in pids.items()}
-    counters = dict(await asyncio.gather(*(one(name) for name in pids)))
     return Snapshot(time.monotonic(), counters, cpu, child, cpu_times())
+
+
+def service_of(instance: str) -> str:
+    """The service an instance of the stack belongs to (``api2`` -> ``api``)."""
+    return instance.rstrip("0123456789")
 
 
 def counter_delta(before: Counters, after: Counters) -> Counters:
@@ -241,27 +257,38 @@ class Burst:
 
 
 async def submit_for(stack: Stack, payload: Mapping[str, Any], clients: int, duration_s: float) -> Burst:
-    """``clients`` closed loops posting jobs until ``duration_s`` has passed."""
+    """``clients`` closed loops posting jobs until ``duration_s`` has passed, spread over
+    every api replica of the stack (client k uses replica k mod n)."""
     burst = Burst(clients)
+    apis = api_urls(stack)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     end = t0 + duration_s
     timeout = aiohttp.ClientTimeout(total=60)
 
-    async def client() -> None:
+    async def client(k: int) -> None:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while (start := loop.time()) < end:
                 try:
-                    burst.accepted.append(await submit(session, stack.v1, payload))
+                    burst.accepted.append(await submit(session, apis[k % len(apis)], payload))
                 except (ApiFailure, aiohttp.ClientError, TimeoutError) as exc:
                     burst.errors.append(f"{type(exc).__name__}: {exc}"[:300])
                     await asyncio.sleep(0.05)
                     continue
                 burst.latencies_ms.append(1000 * (loop.time() - start))
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(k) for k in range(clients)))
     burst.submit_s = loop.time() - t0
     return burst
+
+
+def api_urls(stack: Stack) -> list[str]:
+    """The v1 base URL of every api instance of the stack."""
+    return [
+        f"http://127.0.0.1:{port}/caesar/api/v1.0"
+        for name, port in sorted(stack.ports.items())
+        if service_of(name) == "api"
+    ]
 
 
 def unfinished_jobs(stack: Stack, client: MongoClient[dict[str, Any]]) -> int:
@@ -549,6 +576,7 @@ def summarise(
             "clients": burst.clients,
             "duration_s": args.duration,
             "slots": args.slots,
+            "replicas": args.replicas,
             "raw_clients": args.raw_clients,
             "raw_duration_s": args.raw_duration,
         },
@@ -691,6 +719,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent submission clients")
     parser.add_argument("--slots", type=int, default=4, help="the runner's job slots")
     parser.add_argument(
+        "--replicas", type=int, default=1, help="api and runner processes (clients spread over the apis)"
+    )
+    parser.add_argument(
         "--drain-timeout", type=float, default=120.0, help="give up waiting for the jobs after this"
     )
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of the idle baseline")
@@ -714,6 +745,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CAESAR_LOG_LEVEL": args.log_level,
     }
     with running_stack("pipeline", keep=args.keep, **env) as stack:
+        for k in range(2, args.replicas + 1):
+            for name in ("api", "runner"):
+                stack.start(name, instance=f"{name}{k}")
+                stack.wait_ready(f"{name}{k}")
         result = asyncio.run(run(args, stack))
     load1 = loadavg()
     print(f"bench_pipeline: loadavg {load1} at end")
