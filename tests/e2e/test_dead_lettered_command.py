@@ -83,8 +83,13 @@ async def test_a_dead_lettered_run_job_is_sent_again(stack: Stack, tmp_path: Pat
                 return job_id in rejected
 
             await eventually(command_rejected, 30, what="the RunJob dispatched and dead-lettered")
-            dlq = await channel.declare_queue(f"{QUEUE}.dlq", passive=True)
-            assert (dlq.declaration_result.message_count or 0) >= 1
+
+            async def dead_lettered() -> bool:
+                # Dead-lettering from a quorum queue is asynchronous: wait until it is counted.
+                dlq = await channel.declare_queue(f"{QUEUE}.dlq", passive=True)
+                return (dlq.declaration_result.message_count or 0) >= 1
+
+            await eventually(dead_lettered, 30, what="the RunJob in runner.local.dlq")
             beating = False
             await ghost
             assert (await status(http, stack, job_id))["state"] == "QUEUED"
