@@ -533,18 +533,24 @@ async def test_a_backlog_is_handled_in_batches_in_delivery_order(bus: Bus, raw: 
         await bus.publish(envelope)
     await channel.close()
     batches: list[list[str]] = []
+    release = asyncio.Event()
 
     async def one(envelope: Envelope) -> None:
         raise AssertionError("the batch handler takes every message")
 
     async def many(envelopes: Any) -> None:
         batches.append([e.id for e in envelopes])
+        await release.wait()  # the first batch is in hand while the rest is delivered
 
     await bus.consume(spec, one, prefetch=64, batch=many, max_batch=16)
+    # Every message delivered (none left ready in the queue) while the first batch is held.
+    await eventually(lambda: _depth_is(raw, "batched", 0), WAIT_S, "every message delivered")
+    release.set()
     await eventually(lambda: sum(len(b) for b in batches) == len(sent), WAIT_S, "every message handled")
     await bus.stop_consuming(grace_s=5)
     assert [i for b in batches for i in b] == [e.id for e in sent]
-    assert len(batches) < len(sent)  # taken together, not one by one
+    rest = len(sent) - len(batches[0])  # waited in the batcher: taken 16 at a time
+    assert [len(b) for b in batches[1:]] == [16] * (rest // 16) + ([rest % 16] if rest % 16 else [])
     assert max(len(b) for b in batches) <= 16
     await eventually(lambda: _depth_is(raw, "batched", 0), WAIT_S, "every message acked")
 
