@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-Document = dict[str, Any]
-
-DUPLICATE_KEY = 11000
+from caesar_common.store import DUPLICATE_KEY, Document
 
 
 @dataclass

@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter
-from pymongo import AsyncMongoClient, IndexModel, monitoring
+from pymongo import AsyncMongoClient, IndexModel, UpdateOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 Document = dict[str, Any]
+
+DUPLICATE_KEY = 11000
 
 BY_ID = "_id_"
 """Hint for a write guarded on ``_id`` plus other fields: look the document up by ``_id``.
@@ -135,6 +137,25 @@ async def guarded_upsert(collection: AsyncCollection[Document], query: Document,
         result = await collection.update_one(query, update, hint=BY_ID)
         return result.modified_count == 1
     return _changed(result.modified_count, result.upserted_id)
+
+
+async def guarded_bulk_upserts(
+    collection: AsyncCollection[Document], operations: list[UpdateOne]
+) -> set[int]:
+    """Run guarded upserts as one unordered ``bulk_write``; the indexes whose guard did not hold.
+
+    As in :func:`guarded_upsert`, a guard that no longer holds on an existing document makes
+    its upsert collide on ``_id``, so the bulk's duplicate-key write errors name exactly the
+    operations that lost, with no read afterwards. Any other error is raised.
+    """
+    try:
+        await collection.bulk_write(operations, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
+            raise
+        return {int(e["index"]) for e in errors}
+    return set()
 
 
 def _changed(modified: int, upserted_id: Any) -> bool:

@@ -15,12 +15,10 @@ from collections.abc import Collection, Sequence
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
 from caesar_accounting.domain.usage import BatchedWrite, UsageChange, day_of
 from caesar_common.events import JobSubmitted
-from caesar_common.group_commit import DUPLICATE_KEY
-from caesar_common.store import BY_ID, Document, guarded_upsert
+from caesar_common.store import BY_ID, Document, guarded_bulk_upserts, guarded_upsert
 
 JOB_USAGE = "job_usage"
 # ``owner`` serves the per-user report.
@@ -57,18 +55,6 @@ def _submission_write(message: JobSubmitted) -> tuple[Document, Document]:
     )
 
 
-async def _lost(collection: AsyncCollection[Document], operations: list[UpdateOne]) -> set[int]:
-    """Run guarded upserts as one unordered bulk; the indexes whose guard did not hold."""
-    try:
-        await collection.bulk_write(operations, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
-            raise
-        return {int(e["index"]) for e in errors}
-    return set()
-
-
 class JobUsageRepository:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
@@ -84,7 +70,7 @@ class JobUsageRepository:
         if not messages:
             return 0
         operations = [UpdateOne(*_submission_write(m), upsert=True, hint=BY_ID) for m in messages]
-        return len(messages) - len(await _lost(self.collection, operations))
+        return len(messages) - len(await guarded_bulk_upserts(self.collection, operations))
 
     async def apply_many(self, writes: Sequence[BatchedWrite]) -> set[str]:
         """One unordered bulk of upserts guarded on the revision read.
@@ -101,7 +87,7 @@ class JobUsageRepository:
             )
             for w in writes
         ]
-        return {writes[i].job_id for i in await _lost(self.collection, operations)}
+        return {writes[i].job_id for i in await guarded_bulk_upserts(self.collection, operations)}
 
     async def record_submission(self, message: JobSubmitted) -> bool:
         """Record who submitted what, when; ``False`` if it was already recorded."""

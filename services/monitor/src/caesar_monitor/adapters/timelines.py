@@ -12,12 +12,10 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
-from caesar_common.group_commit import DUPLICATE_KEY
 from caesar_common.jobstate import ACTIVE_STATES, JobPosition, JobState
 from caesar_common.outbox import merge_updates
-from caesar_common.store import BY_ID, Document, guarded_upsert
+from caesar_common.store import BY_ID, Document, guarded_bulk_upserts, guarded_upsert
 from caesar_monitor.domain.timeline import ENTRY_ORDER, Entry
 from caesar_monitor.service.ports import TimelineMove
 
@@ -78,14 +76,7 @@ class TimelineRepository:
                 query["events.event_id"] = {"$nin": [e["event_id"] for e in move.entries]}
                 update["$push"] = {"events": {"$each": list(move.entries), "$sort": ENTRY_ORDER}}
             operations.append(UpdateOne(query, update, upsert=True, hint=BY_ID))
-        try:
-            await self.collection.bulk_write(operations, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
-                raise
-            return {moves[int(e["index"])].job_id for e in errors}
-        return set()
+        return {moves[i].job_id for i in await guarded_bulk_upserts(self.collection, operations)}
 
     async def move(
         self,
