@@ -212,6 +212,31 @@ async def test_publish_with_confirm_and_consume_by_binding(bus: Bus, raw: Abstra
     assert wire.headers["traceparent"] == unbound.traceparent
 
 
+async def test_connected_only_while_the_broker_link_is_up(vhost: Vhost) -> None:
+    """An outage shows in ``is_connected`` at once and until the link is restored.
+
+    The monitor gives no watchdog verdict while cut off (heartbeats cannot reach it), so
+    a robust connection that is reconnecting must not count as connected. The outage is
+    made real and held: the broker drops the connection and refuses the user on the vhost
+    until the permissions come back.
+    """
+    bus = Bus(vhost.url, "outage")
+    await bus.connect(wait_s=5)
+    reconnected = asyncio.Event()
+    bus.connection.reconnect_callbacks.add(lambda *_: reconnected.set())
+    try:
+        assert bus.is_connected
+        await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", vhost.name, "guest")
+        await asyncio.to_thread(rabbitmqctl, "close_all_connections", "--vhost", vhost.name, "test outage")
+        await eventually(lambda: not bus.is_connected, WAIT_S, "the outage seen")
+        assert not reconnected.is_set()
+        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+        await asyncio.wait_for(reconnected.wait(), 30)
+        assert bus.is_connected
+    finally:
+        await bus.close()
+
+
 async def test_publish_without_connection_fails_loudly() -> None:
     bus = Bus("amqp://guest:guest@127.0.0.1:1/", "test")
     assert not bus.is_connected

@@ -172,7 +172,15 @@ class Bus:
 
     @property
     def is_connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        """True only while a link to the broker is up.
+
+        A robust connection is not "closed" while it reconnects, so ``is_closed`` alone
+        says nothing about an outage; its ``connected`` event is cleared when the link
+        drops and set again once it is restored. Callers that judge others by what
+        arrives over the broker (the monitor's watchdog) rely on this being exact.
+        """
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     async def connect(self, *, wait_s: float = 300.0) -> None:
         """Connect (waiting for the broker to come up) and declare the shared exchanges."""
