@@ -132,19 +132,41 @@ def test_a_late_success_of_attempt_1_is_not_counted_over_attempt_2s_failure() ->
     }
 
 
-def test_a_true_outcome_before_any_retry_closes_the_job_as_in_the_api() -> None:
-    """The known limit of ``supersedes`` (see test_jobstate): whoever saw it first keeps it."""
-    events = [change(S.FAILURE, 1, retryable=True), change(S.SUCCESS, 1, cpu=4.0), change(S.SUCCESS, 2)]
+def withdrawn(state: S = S.SUCCESS) -> JobStateChanged:
+    """The scheduler closing attempt 2 (never started) with attempt 1's late true outcome."""
+    closing = change(state, 2, cpu=None, wall=None)
+    return closing.model_copy(update={"result_attempt": 1})
+
+
+@pytest.mark.parametrize("true_outcome_first", [True, False])
+def test_a_withdrawn_retry_counts_the_attempt_that_ran_once(true_outcome_first: bool) -> None:
+    """Whichever order the true outcome and the retry's queuing arrive in, attempt 1 is
+    the counted one, with its own figures, and attempt 2 (which never ran) bills nothing."""
+    lost, true_outcome, retry = (
+        change(S.FAILURE, 1, retryable=True),
+        change(S.SUCCESS, 1, cpu=4.0),
+        change(S.QUEUED, 2, cpu=None, wall=None),
+    )
+    order = [lost, true_outcome, retry] if true_outcome_first else [lost, retry, true_outcome]
+    events = [*order, withdrawn()]
     doc = account(events)["j1"]
-    assert (doc["outcome"], doc["attempt"]) == ("SUCCESS", 1)
-    assert api_shows(events) == JobPosition(1, S.SUCCESS)
+    assert (doc["outcome"], doc["attempt"], doc["position"]["attempt"]) == ("SUCCESS", 1, 2)
+    assert sorted(doc["attempts"]) == ["1"]
+    assert api_shows(events) == JobPosition(2, S.SUCCESS)
+    report = summarise([doc])
+    assert (report.njobs_completed, report.cpu_s, report.lost_attempts) == (1, 4.0, 0)
 
 
 def test_a_recorded_outcome_is_never_replaced() -> None:
     docs = account([change(S.SUCCESS)])
-    for late in [change(S.SUCCESS), change(S.ABORTED, cpu=None), change(S.RUNNING, 2), change(S.SUCCESS, 2)]:
+    for late in [change(S.SUCCESS), change(S.ABORTED, cpu=None), change(S.RUNNING, 2)]:
         planned = plan_change(docs["j1"], late)
         assert planned is None or (planned.outcome is None and planned.position is None)
+    # A withdrawn retry's closing event moves the position, but counts nothing again.
+    planned = plan_change(docs["j1"], withdrawn())
+    assert planned is not None
+    assert planned.outcome is None
+    assert planned.position == JobPosition(2, S.SUCCESS)
 
 
 def test_documents_from_before_attempts_were_kept() -> None:
@@ -223,19 +245,38 @@ _CPU = st.one_of(st.none(), st.integers(1, 50).map(float))
 
 @st.composite
 def job_histories(draw: st.DrawFn) -> list[JobStateChanged]:
-    """One job's events: attempts lost with their runner (some of whose true outcomes still
-    turn up), a last attempt that ends final, is closed after a provisional failure, or is
-    still provisional. Every attempt has at most one provisional and one final verdict."""
+    """One job's events, as the producers emit them.
+
+    Attempts before the last were lost with their runner: the monitor's provisional
+    failure, and sometimes the runner's own report of the attempt superseded by its retry
+    (also provisional, with the attempt's figures). The last attempt ends final, is
+    closed after a provisional failure, is still provisional, or (from the second on) is
+    a retry withdrawn before it started: the previous attempt's true outcome turned up
+    and the scheduler closed the retry's attempt with it. Every attempt has at most one
+    final verdict.
+    """
     attempts = draw(st.integers(1, 3))
     events: list[JobStateChanged] = []
     for attempt in range(1, attempts + 1):
+        last = attempt == attempts
+        endings = ["final", "closed", "provisional", *(["withdrawn"] if attempt > 1 else [])]
+        ending = draw(st.sampled_from(endings if last else ["lost", "lost+superseded"]))
+        if ending == "withdrawn":
+            outcome = draw(st.sampled_from(FINAL_STATES))
+            events.append(change(S.QUEUED, attempt, cpu=None, wall=None))
+            events.append(change(outcome, attempt - 1, cpu=draw(_CPU), wall=draw(_CPU)))
+            closing = change(outcome, attempt, cpu=None, wall=None)
+            events.append(closing.model_copy(update={"result_attempt": attempt - 1}))
+            break
         progress = [S.QUEUED, S.STARTED, S.RUNNING][: draw(st.integers(0, 3))]
         events += [change(state, attempt, cpu=None, wall=None) for state in progress]
-        last = attempt == attempts
-        ending = draw(st.sampled_from(["final", "closed", "provisional"] if last else ["lost", "lost+true"]))
+        if ending == "lost+superseded":
+            events.append(change(S.FAILURE, attempt, retryable=True, cpu=None, wall=None))
+            events.append(change(S.FAILURE, attempt, retryable=True, cpu=draw(_CPU), wall=draw(_CPU)))
+            continue
         if ending != "final":
             events.append(change(S.FAILURE, attempt, retryable=True, cpu=draw(_CPU), wall=draw(_CPU)))
-        if ending in ("final", "lost+true"):
+        if ending == "final":
             events.append(
                 change(draw(st.sampled_from(FINAL_STATES)), attempt, cpu=draw(_CPU), wall=draw(_CPU))
             )
@@ -249,6 +290,8 @@ def expected_attempts(events: list[JobStateChanged]) -> dict[int, tuple[float | 
     figures: dict[int, tuple[float | None, float | None]] = {}
     for rank_final in (False, True):  # provisional first, the final verdict overrides
         for e in events:
+            if e.result_attempt is not None:  # a withdrawn retry never ran: it bills nothing
+                continue
             if is_terminal(e.state) and e.retryable != rank_final:
                 old_cpu, old_wall = figures.get(e.attempt, (None, None))
                 figures[e.attempt] = (
@@ -269,9 +312,11 @@ def test_any_order_with_duplicates_records_the_api_outcome_and_each_attempt_once
     doc: dict[str, Any] = docs.get("j1") or {}
     shown = api_shows(delivered)
     if shown.is_final:
-        assert (doc["outcome"], doc["attempt"]) == (shown.state.value, shown.attempt)
         outcome_event = next(e for e in delivered if e.position == shown)
-        assert doc["cpu_s"] == outcome_event.cpu_s
+        counted = outcome_event.result_attempt or shown.attempt
+        assert (doc["outcome"], doc["attempt"]) == (shown.state.value, counted)
+        if outcome_event.result_attempt is None:  # else the first to arrive of the two finals
+            assert doc["cpu_s"] == outcome_event.cpu_s
     else:
         assert doc.get("outcome") is None
 

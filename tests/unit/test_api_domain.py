@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,10 @@ from caesar_api.domain.responses import (
     v1_date,
 )
 from caesar_api.domain.status import status_message
+from caesar_api.service.results import job_dir as results_dir
 from caesar_common.events import JobStateChanged, OutputFile
 from caesar_common.jobstate import JobState
+from caesar_common.layout import attempt_dir
 
 FID = "67a49bf7555b41739095681bf52a1f99"
 OTHER = "250fdf5ed6a044888cf4406338f9e73b"
@@ -331,3 +334,19 @@ def test_a_new_attempt_clears_the_previous_measurements() -> None:
     assert fields["exit_code"] is None
     assert fields["pid"] is None
     assert fields["outputs"] == []
+
+
+def test_a_withdrawn_retry_shows_the_earlier_attempts_outputs(tmp_path: Path) -> None:
+    """The closing event of a withdrawn retry points the results at the attempt that ran."""
+    closing = event(
+        JobState.SUCCESS, attempt=2, result_attempt=1, outputs=[OutputFile(name="cat.fits", size_bytes=1)]
+    )
+    fields = transition_fields(closing, new_attempt=True)
+    assert (fields["attempt"], fields["result_attempt"]) == (2, 1)
+    job = {"_id": JOB, "owner": "anonymous", **fields}
+    ran = attempt_dir(tmp_path, "anonymous", JOB, 1)
+    ran.mkdir(parents=True)
+    assert results_dir(tmp_path, job) == ran
+    # An ordinary outcome resets it: the files are its own attempt's.
+    later = transition_fields(event(JobState.SUCCESS, attempt=3), new_attempt=True)
+    assert later["result_attempt"] is None

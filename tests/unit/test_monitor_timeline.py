@@ -218,8 +218,17 @@ def test_new_attempt_forgets_the_previous_runner() -> None:
 
 def test_final_state_is_absorbing() -> None:
     held = Progress.of({"state": "SUCCESS", "attempt": 1})
-    late = change(JobState.FAILURE, 99, attempt=2)
-    assert advance(held, Step.of(late), [state_entry("x", late)]) is None
+    for late in (change(JobState.RUNNING, 99, attempt=2), change(JobState.FAILURE, 99, retryable=True)):
+        assert advance(held, Step.of(late), [state_entry("x", late)]) is None
+
+
+def test_a_withdrawn_retrys_closing_event_moves_a_final_timeline() -> None:
+    """Attempt 1's true outcome came first; the scheduler's closing of attempt 2 follows."""
+    held = Progress.of({"state": "SUCCESS", "attempt": 1})
+    closing = change(JobState.SUCCESS, 99, attempt=2)
+    moved = advance(held, Step.of(closing), [state_entry("x", closing)])
+    assert moved is not None
+    assert (moved.fields["attempt"], moved.fields["state"]) == (2, "SUCCESS")
 
 
 def test_ordered_entries_show_public_fields_only() -> None:

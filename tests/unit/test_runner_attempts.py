@@ -15,7 +15,7 @@ from caesar_common.events import Envelope, InputFile, RunJob
 from caesar_common.ids import new_job_id
 from caesar_common.jobstate import JobState
 from caesar_common.layout import attempt_dir, manifest_path
-from caesar_runner.domain.claim import HANDED_BACK, SELF_FENCED
+from caesar_runner.domain.claim import HANDED_BACK, SELF_FENCED, Fence
 from caesar_runner.executors.base import ExecutionResult
 from caesar_runner.service.attempts import JobRunner, RunnerConfig
 from tests.unit.fakes.runner import FakeClaimStore, FakeConsumer, FakeExecutor, success
@@ -253,7 +253,8 @@ async def test_a_superseded_attempt_stops_and_publishes_nothing(harness: Callabl
     attempt_dir(h.jobs_root, OWNER, job_id, 2).mkdir(parents=True)  # the retry's runner started it
     await h.settle(f"{job_id}:1")
     final = h.claims.events[-1].data
-    assert (final["state"], final["retryable"]) == ("FAILURE", False)
+    # Retryable: not the attempt's true outcome, so it closes nothing.
+    assert (final["state"], final["retryable"]) == ("FAILURE", True)
     assert final["reason"] == "superseded by attempt 2; outputs withdrawn"
     assert final["outputs"] == []
     assert not manifest_path(attempt_dir(h.jobs_root, OWNER, job_id, 1)).exists()
@@ -268,6 +269,54 @@ async def test_a_superseded_attempt_never_starts(harness: Callable[..., Harness]
     assert h.executor.started == []
     assert h.claims.events[-1].data["reason"] == "superseded by attempt 3; outputs withdrawn"
     assert not attempt_dir(h.jobs_root, OWNER, job_id, 2).exists()
+
+
+async def test_a_slow_attempt_that_finishes_first_withdraws_its_retry(
+    harness: Callable[..., Harness],
+) -> None:
+    """Attempt 1, presumed lost, succeeds before its retry starts: the retry never runs."""
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id, attempt=1))
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    assert h.claims.fences[job_id].closed
+    await h.runner.start_attempt(command(job_id, attempt=2))  # the retry's command arrives
+    assert h.executor.started == [f"{job_id}:1"]
+    assert f"{job_id}:2" not in h.claims.docs
+    assert h.claims.states(job_id) == [(1, "STARTED"), (1, "RUNNING"), (1, "SUCCESS")]
+    assert not attempt_dir(h.jobs_root, OWNER, job_id, 2).exists()
+    assert h.consumer.prefetch == 2  # the withdrawn command holds no slot
+
+
+async def test_a_retry_that_started_first_withdraws_the_slow_outcome(
+    harness: Callable[..., Harness],
+) -> None:
+    """The retry took the fence before the slow attempt finished: the success is not reported."""
+    h = harness(slots=3)
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id, attempt=1))
+    await h.executor.wait_started(f"{job_id}:1")
+    h.claims.fences[job_id] = Fence(holder=2)  # another runner claimed attempt 2 (no directory yet)
+    h.executor.finish(f"{job_id}:1", success())
+    await h.settle(f"{job_id}:1")
+    final = h.claims.events[-1].data
+    assert (final["attempt"], final["state"], final["retryable"]) == (1, "FAILURE", True)
+    assert final["reason"] == "superseded by attempt 2; outputs withdrawn"
+    assert final["outputs"] == []
+    assert h.claims.docs[f"{job_id}:1"]["state"] == "FAILURE"
+    assert h.claims.fences[job_id] == Fence(holder=2)
+
+
+async def test_a_stale_command_for_an_attempt_already_replaced_is_dropped(
+    harness: Callable[..., Harness],
+) -> None:
+    h = harness()
+    job_id = new_job_id()
+    h.claims.fences[job_id] = Fence(holder=3)
+    await h.runner.start_attempt(command(job_id, attempt=2))
+    assert h.claims.docs == {}
+    assert h.executor.started == []
 
 
 async def test_each_attempt_writes_its_own_directory(harness: Callable[..., Harness]) -> None:

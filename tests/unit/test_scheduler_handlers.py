@@ -8,12 +8,14 @@ import pytest
 
 from caesar_common.bus import runner_pool_queue
 from caesar_common.events import (
+    RUNNER_SOURCE,
     Envelope,
     InputFile,
     JobCancelRequested,
     JobStateChanged,
     JobSubmitted,
     Message,
+    OutputFile,
     RunnerHeartbeat,
 )
 from caesar_common.jobstate import JobState
@@ -47,8 +49,8 @@ class Scheduler:
         )
         self._route = route_by_type(HANDLERS, self.deps)
 
-    async def send(self, message: Message) -> None:
-        await self._route(Envelope.wrap(message, "test"))
+    async def send(self, message: Message, source: str = "test") -> None:
+        await self._route(Envelope.wrap(message, source))
 
     async def dispatch(self) -> int:
         return await dispatch_once(
@@ -229,3 +231,66 @@ async def test_a_stale_report_does_not_move_the_job_back() -> None:
     await s.send(reported(JobState.RUNNING))
     await s.send(reported(JobState.STARTED))
     assert s.jobs.docs[JOB]["state"] == "RUNNING"
+
+
+async def lost_and_retried(s: Scheduler, *, dispatch_retry: bool) -> None:
+    """Attempt 1 runs, is presumed lost, and attempt 2 is opened (and sent, if asked)."""
+    await s.send(submitted())
+    await s.send(heartbeat(4))
+    await s.dispatch()
+    await s.send(reported(JobState.RUNNING), RUNNER_SOURCE)
+    await s.send(reported(JobState.FAILURE, retryable=True), "monitor")
+    if dispatch_retry:
+        assert await s.dispatch() == 1
+    assert (s.jobs.docs[JOB]["attempt"], s.jobs.docs[JOB]["state"]) == (2, "QUEUED")
+
+
+def true_outcome(state: JobState = JobState.SUCCESS) -> JobStateChanged:
+    """Attempt 1's own report, which the runners' fence lets through only before attempt 2 starts."""
+    outputs = [OutputFile(name="catalog.fits", size_bytes=10)]
+    return reported(state).model_copy(update={"exit_code": 0, "outputs": outputs, "runner_id": "r1"})
+
+
+@pytest.mark.parametrize("dispatched", [False, True], ids=["waiting", "dispatched"])
+async def test_a_slow_attempts_true_outcome_withdraws_a_retry_not_started(dispatched: bool) -> None:
+    s = Scheduler()
+    await lost_and_retried(s, dispatch_retry=dispatched)
+    wakes = s.wakes.count
+    await s.send(true_outcome(), RUNNER_SOURCE)
+    doc = s.jobs.docs[JOB]
+    assert (doc["phase"], doc["attempt"], doc["state"], doc["result_attempt"]) == (FINISHED, 2, "SUCCESS", 1)
+    closing = s.jobs.events[-1].data
+    assert (closing["attempt"], closing["state"], closing["result_attempt"]) == (2, "SUCCESS", 1)
+    assert [o["name"] for o in closing["outputs"]] == ["catalog.fits"]
+    assert closing["reason"] == "attempt 1 finished after all (SUCCESS); its retry, attempt 2, was withdrawn"
+    assert closing["cpu_s"] is None  # attempt 1's CPU stays on attempt 1's own report
+    assert s.wakes.count == wakes + (1 if dispatched else 0)  # a dispatched retry's slot is free
+    assert await s.dispatch() == 0
+    emitted = len(s.jobs.events)
+    await s.send(true_outcome(), RUNNER_SOURCE)  # a duplicate closes nothing twice
+    assert len(s.jobs.events) == emitted
+
+
+async def test_a_retry_that_started_is_not_withdrawn() -> None:
+    s = Scheduler()
+    await lost_and_retried(s, dispatch_retry=True)
+    await s.send(reported(JobState.STARTED, attempt=2), RUNNER_SOURCE)
+    await s.send(true_outcome(), RUNNER_SOURCE)
+    doc = s.jobs.docs[JOB]
+    assert (doc["phase"], doc["attempt"], doc["state"]) == (DISPATCHED, 2, "STARTED")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "source"),
+    [
+        (reported(JobState.FAILURE, retryable=True), RUNNER_SOURCE),  # superseded: not a true outcome
+        (reported(JobState.TIMED_OUT), "monitor"),  # a verdict, not the runner's report
+    ],
+    ids=["retryable", "not-from-a-runner"],
+)
+async def test_only_a_runners_final_report_withdraws_a_retry(outcome: JobStateChanged, source: str) -> None:
+    s = Scheduler()
+    await lost_and_retried(s, dispatch_retry=False)
+    await s.send(outcome, source)
+    doc = s.jobs.docs[JOB]
+    assert (doc["phase"], doc["attempt"], doc["state"]) == (WAITING, 2, "QUEUED")

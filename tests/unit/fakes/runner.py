@@ -10,6 +10,7 @@ from typing import Any
 from caesar_common.events import Envelope
 from caesar_common.jobstate import JobState
 from caesar_common.store import Document
+from caesar_runner.domain.claim import Fence
 from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
 
 
@@ -25,6 +26,7 @@ class FakeClaimStore:
         self.cancels: set[str] = set()
         self.pending: set[str] = set()
         """Claim keys whose outbox the (absent) relay has not cleared yet."""
+        self.fences: dict[str, Fence] = {}
 
     def _maybe_fail(self) -> None:
         if self.failing:
@@ -67,6 +69,23 @@ class FakeClaimStore:
             and d["state"] in (JobState.STARTED.value, JobState.RUNNING.value)
             and (pool is None or d["pool"] == pool)
         ]
+
+    async def take_fence(self, job_id: str, attempt: int) -> Fence:
+        """As the repository: first attempts write nothing; a retry takes an open, older fence."""
+        self._maybe_fail()
+        if attempt == 1:
+            return Fence(holder=1)
+        fence = self.fences.get(job_id)
+        if fence is None or (fence.holder < attempt and not fence.closed):
+            self.fences[job_id] = Fence(holder=attempt)
+        return self.fences[job_id]
+
+    async def close_fence(self, job_id: str, attempt: int) -> Fence:
+        self._maybe_fail()
+        fence = self.fences.get(job_id)
+        if fence is None or fence.holder <= attempt:
+            self.fences[job_id] = Fence(holder=attempt, closed=True)
+        return self.fences[job_id]
 
     async def record_cancel(self, job_id: str) -> None:
         self.cancels.add(job_id)

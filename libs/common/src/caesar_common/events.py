@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,6 +124,10 @@ class OutputFile(BaseModel):
     sha256: str = ""
 
 
+RUNNER_SOURCE: Final = "runner"
+"""The ``source`` of what runners emit: only a runner's final report can withdraw a retry."""
+
+
 class JobStateChanged(Message):
     type_name: ClassVar[str] = "job.state"
 
@@ -143,6 +147,10 @@ class JobStateChanged(Message):
     cpu_s: float | None = None
     peak_rss_bytes: int | None = None
     outputs: list[OutputFile] = Field(default_factory=list)
+    result_attempt: int | None = Field(default=None, ge=1)
+    """Set when this outcome is an earlier attempt's: that attempt finished after all
+    before its retry started, so the retry was withdrawn and the job closed with the
+    earlier outcome. Its outputs live in that attempt's directory."""
 
     def routing_key(self) -> str:
         return f"job.state.{self.state.routing_suffix}"

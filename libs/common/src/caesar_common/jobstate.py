@@ -83,7 +83,11 @@ def supersedes(new: JobPosition, held: JobPosition | None) -> bool:
     if held is None:
         return True
     if held.is_final:
-        return False
+        # Absorbing, but for a withdrawn retry: an attempt presumed lost finished after
+        # all before its retry started, and the scheduler closed the retry's attempt with
+        # that outcome. A projection that saw the outcome first must take the closing
+        # event too, or it would end on a lower attempt than those that did not.
+        return new.is_final and new.attempt > held.attempt
     if is_terminal(held.state) and new.attempt == held.attempt:
         # A retryable failure is provisional: the same attempt may only be closed for good
         # (the scheduler gives up, or a slow runner reports its true outcome after all).
@@ -129,6 +133,8 @@ class HeldBefore:
         """
         attempt = self.new.attempt
         if not self.same_attempt:
+            if self.new.is_final:  # closes whatever an earlier attempt holds (a withdrawn retry)
+                return ({"attempt": {"$lt": attempt}},)
             return tuple({"attempt": {"$lt": attempt}, **held} for held in _NOT_FINAL)
         if is_terminal(self.new.state):
             if self.new.retryable:

@@ -17,7 +17,7 @@ from caesar_common.apps import get_app
 from caesar_common.apps.base import App
 from caesar_common.periodic import run_every
 from caesar_common.runtime import ServiceRuntime
-from caesar_runner.adapters.claims import CANCELS, CLAIMS, INDEXES, Claims
+from caesar_runner.adapters.claims import CANCELS, CLAIMS, FENCES, INDEXES, Claims
 from caesar_runner.entrypoints.consumer import start_consumers
 from caesar_runner.executors.base import Executor
 from caesar_runner.executors.factory import build_executor
@@ -56,7 +56,7 @@ async def build(
     config = runner_config(settings)
     if executor is None:
         executor = build_executor(settings, config.bin_dir)
-    claims = Claims(runtime.collection(CLAIMS), runtime.collection(CANCELS))
+    claims = Claims(runtime.collection(CLAIMS), runtime.collection(CANCELS), runtime.collection(FENCES))
 
     kick = partial(runtime.relay.kick, claims.collection)
     runner = JobRunner(config, claims, kick, runtime.bus.publish, executor, find_app=find_app)

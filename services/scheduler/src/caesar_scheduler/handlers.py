@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from caesar_common.events import (
+    RUNNER_SOURCE,
     Envelope,
     JobCancelRequested,
     JobStateChanged,
@@ -57,7 +58,8 @@ async def on_cancel_requested(msg: JobCancelRequested, envelope: Envelope, deps:
 
 async def on_state_changed(msg: JobStateChanged, envelope: Envelope, deps: SchedulerDeps) -> None:
     """Track runner-reported states; a terminal state (or a retry) frees the job's slot."""
-    if await track_state(msg, deps.jobs, deps.kick, deps.retry):
+    from_runner = envelope.source == RUNNER_SOURCE
+    if await track_state(msg, deps.jobs, deps.kick, deps.retry, from_runner=from_runner):
         deps.wake_dispatcher()
 
 

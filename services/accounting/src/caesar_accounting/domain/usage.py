@@ -59,7 +59,8 @@ class FinalOutcome:
             job_id=message.job_id,
             owner=message.owner,
             app=message.app,
-            attempt=message.attempt,
+            # A withdrawn retry's closing event counts the attempt that ran.
+            attempt=message.result_attempt or message.attempt,
             outcome=message.state,
             finished_at=message.changed_at,
             wall_s=message.elapsed_s,
@@ -240,8 +241,15 @@ def plan_change(doc: Mapping[str, Any] | None, message: JobStateChanged) -> Usag
     held = held_position(doc)
     position = message.position if moves_job(message, held) else None
     outcome = FinalOutcome.of(message) if position is not None and position.is_final else None
+    if outcome is not None and held is not None and held.is_final:
+        # Only a withdrawn retry's closing event moves a final position (see
+        # ``supersedes``): it names the attempt already counted, so the job is not
+        # counted again; only the position moves.
+        outcome = None
     attempts = held_attempts(doc)
-    attempt = merge_attempt(attempts.get(message.attempt), message)
+    # A withdrawn retry never ran: its closing event bills nothing to its attempt.
+    ran = message.result_attempt is None
+    attempt = merge_attempt(attempts.get(message.attempt), message) if ran else None
     if position is None and attempt is None:
         return None
     if attempt is not None:

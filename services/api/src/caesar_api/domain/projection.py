@@ -47,6 +47,9 @@ def transition_fields(event: JobStateChanged, *, new_attempt: bool) -> dict[str,
             fields[name] = value
         elif new_attempt:
             fields[name] = ""
+    # Whose outputs the shown outcome has: set only when a withdrawn retry closed the
+    # job with an earlier attempt's outcome (every later event resets it).
+    fields["result_attempt"] = event.result_attempt
     if event.outputs:
         fields["outputs"] = [o.model_dump(mode="json") for o in event.outputs]
     elif new_attempt:

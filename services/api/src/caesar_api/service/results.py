@@ -47,11 +47,13 @@ def job_dir(jobs_root: Path, job: Document) -> Path:
     """The directory of the attempt whose outcome the job shows (blocking: call in a thread).
 
     Each attempt writes its own directory, so the files served always belong to the
-    outcome shown, never to a slower attempt that was superseded. Jobs that ran before
+    outcome shown, never to a slower attempt that was superseded (``result_attempt``:
+    the earlier attempt whose outcome closed the job when its retry was withdrawn). Jobs that ran before
     per-attempt directories kept their files in the job directory itself.
     """
     owner, job_id = str(job["owner"]), str(job["_id"])
-    current = attempt_dir(jobs_root, owner, job_id, int(job.get("attempt") or 1))
+    shown = job.get("result_attempt") or job.get("attempt") or 1
+    current = attempt_dir(jobs_root, owner, job_id, int(shown))
     if current.is_dir():
         return current
     legacy = legacy_outputs(jobs_root, owner, job_id)

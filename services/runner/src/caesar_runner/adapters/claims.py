@@ -1,8 +1,10 @@
-"""The runner's own records: one claim per job attempt, and cancel requests.
+"""The runner's own records: one claim per job attempt, cancel requests, and fences.
 
 A claim is inserted (with its STARTED event in the outbox) *before* the RunJob command
 is acked, and its ``_id`` is ``<job_id>:<attempt>``: a redelivered command for an
-attempt already claimed hits the unique key and never starts a second process.
+attempt already claimed hits the unique key and never starts a second process. A fence
+(``_id`` the job id) says which attempt holds the job; see
+:class:`caesar_runner.domain.claim.Fence`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import BY_ID, Document
+from caesar_runner.domain.claim import Fence
 
 CLAIMS = "claims"
 CANCELS = "cancels"
+FENCES = "fences"
 
 INDEXES = {
     CLAIMS: [
@@ -30,6 +34,7 @@ INDEXES = {
         IndexModel([("runner_id", ASCENDING), ("state", ASCENDING)], name="runner_state"),
     ],
     CANCELS: [],
+    FENCES: [],
 }
 
 
@@ -37,9 +42,15 @@ OPEN_STATES = (JobState.STARTED.value, JobState.RUNNING.value)
 
 
 class Claims:
-    def __init__(self, claims: AsyncCollection[Document], cancels: AsyncCollection[Document]) -> None:
+    def __init__(
+        self,
+        claims: AsyncCollection[Document],
+        cancels: AsyncCollection[Document],
+        fences: AsyncCollection[Document],
+    ) -> None:
         self.collection = claims
         self._cancels = cancels
+        self._fences = fences
         # Commands delivered together are claimed in one journaled insert.
         self._inserter = GroupInserter(claims)
 
@@ -69,6 +80,44 @@ class Claims:
             {"outbox_pending": True, "runner_id": runner_id}, {"job_id": 1, "attempt": 1}
         )
         return [(d["job_id"], int(d["attempt"])) async for d in cursor]
+
+    async def take_fence(self, job_id: str, attempt: int) -> Fence:
+        """A retry takes the job unless an earlier attempt closed it; returns the fence after.
+
+        First attempts need no fence (nothing earlier can close the job), so the common
+        path costs nothing. When the conditional update matches nothing, the upsert's
+        insert meets the existing document's ``_id``: the fence is held by a later attempt
+        or closed, and is read back to say which.
+        """
+        if attempt == 1:
+            return Fence(holder=1)
+        try:
+            await self._fences.update_one(
+                {"_id": job_id, "holder": {"$lt": attempt}, "closed": False},
+                {"$set": {"holder": attempt, "updated_at": datetime.now(UTC)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return await self._read_fence(job_id, attempt)
+        return Fence(holder=attempt)
+
+    async def close_fence(self, job_id: str, attempt: int) -> Fence:
+        """A final outcome closes the job unless a later attempt took it; returns the fence after."""
+        try:
+            await self._fences.update_one(
+                {"_id": job_id, "holder": {"$lte": attempt}},
+                {"$set": {"holder": attempt, "closed": True, "updated_at": datetime.now(UTC)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return await self._read_fence(job_id, attempt)
+        return Fence(holder=attempt, closed=True)
+
+    async def _read_fence(self, job_id: str, attempt: int) -> Fence:
+        doc = await self._fences.find_one({"_id": job_id})
+        if doc is None:  # only a pruned fence is missing: nothing holds the job against us
+            return Fence(holder=attempt)
+        return Fence(holder=int(doc["holder"]), closed=bool(doc.get("closed")))
 
     async def record_cancel(self, job_id: str) -> None:
         await self._cancels.update_one(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from caesar_common.apps.base import App, ParameterError
@@ -122,11 +123,67 @@ class AttemptFate:
     attempt may already be presumed lost and retried elsewhere, so it is never a success."""
 
 
+@dataclass(frozen=True)
+class Fence:
+    """The runners' shared record of which attempt holds a job (one document per job).
+
+    Two writes decide everything, each atomic on this one document: a retry (attempt
+    ``n > 1``) takes the fence before it starts, unless an earlier attempt closed it; an
+    attempt whose outcome is final closes it, unless a later attempt took it. So of a
+    slow attempt presumed lost and its retry, exactly one wins: either the retry starts
+    and the slow attempt's outcome is withdrawn, or the slow attempt's true outcome
+    closes the job and the retry never starts.
+    """
+
+    holder: int
+    """The highest attempt that took the fence (or closed it)."""
+    closed: bool = False
+    """The holder's outcome is final: no later attempt may start."""
+
+
+class Admission(Enum):
+    """What the fence says about an attempt about to be claimed."""
+
+    ADMITTED = "admitted"
+    SUPERSEDED = "superseded"
+    """A later attempt holds the job: this (redelivered, stale) command is dropped."""
+    WITHDRAWN = "withdrawn"
+    """An earlier attempt's true outcome closed the job: the retry is not needed."""
+
+
+def admission(fence: Fence, attempt: int) -> Admission:
+    """Read the fence after this attempt tried to take it."""
+    if fence.holder > attempt:
+        return Admission.SUPERSEDED
+    if fence.holder < attempt and fence.closed:
+        return Admission.WITHDRAWN
+    return Admission.ADMITTED
+
+
+def closes_job(result: ExecutionResult) -> bool:
+    """Whether this outcome is final, so it must close the fence before it is reported.
+
+    Retryable outcomes leave the job open for the next attempt.
+    """
+    return not result.retryable
+
+
+def superseded(result: ExecutionResult, by: int) -> ExecutionResult:
+    """The report of an attempt that lost the fence: its outputs are never published.
+
+    Retryable, because it is not the attempt's true outcome and must not close anything:
+    the scheduler has moved on (every projection ranks the later attempt higher), and a
+    scheduler still holding the later attempt as queued must not take it for one.
+    """
+    reason = f"superseded by attempt {by}; outputs withdrawn"
+    return replace(result, state=JobState.FAILURE, reason=reason, retryable=True)
+
+
 def reported_result(result: ExecutionResult, fate: AttemptFate) -> ExecutionResult:
     """The outcome to report for an attempt, given what happened to it.
 
-    - Superseded: a later attempt owns the job now; this one's outcome is withdrawn (not
-      retryable: the scheduler has moved on, and every projection ranks it lower).
+    - Superseded: a later attempt owns the job now; this one's outcome is withdrawn
+      (see :func:`superseded`).
     - RUNNING not recorded: we killed the processes rather than run unobserved; our
       failure, so retryable.
     - Abandoned (self-fencing): cut off long enough to be presumed lost; a retryable
@@ -135,8 +192,7 @@ def reported_result(result: ExecutionResult, fate: AttemptFate) -> ExecutionResu
       retryable failure, so the scheduler starts a new attempt elsewhere.
     """
     if fate.superseded_by is not None:
-        reason = f"superseded by attempt {fate.superseded_by}; outputs withdrawn"
-        return replace(result, state=JobState.FAILURE, reason=reason, retryable=False)
+        return superseded(result, fate.superseded_by)
     if fate.unrecorded:
         return replace(result, state=JobState.FAILURE, reason=fate.unrecorded, retryable=True)
     if fate.abandoned:

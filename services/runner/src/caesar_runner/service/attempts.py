@@ -26,6 +26,7 @@ from prometheus_client import Gauge
 from caesar_common.apps import get_app
 from caesar_common.apps.base import App, PlanContext
 from caesar_common.events import (
+    RUNNER_SOURCE,
     Envelope,
     JobStateChanged,
     OutputFile,
@@ -53,13 +54,17 @@ from caesar_runner.adapters.outputs import (
 from caesar_runner.domain.claim import (
     HANDED_BACK,
     SELF_FENCED,
+    Admission,
     AttemptFate,
     ClaimFacts,
+    admission,
     attempt_key,
     claim_document,
+    closes_job,
     decide_claim,
     reported_result,
     runner_error,
+    superseded,
 )
 from caesar_runner.domain.manifest import build_manifest
 from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
@@ -68,7 +73,7 @@ from caesar_runner.service.ports import ClaimStore, Kick, PausableConsumer, Publ
 from caesar_runner.service.retries import retry_until_done
 
 log = get_logger(__name__)
-SOURCE = "runner"
+SOURCE = RUNNER_SOURCE
 
 SLOTS = Gauge("caesar_runner_process_slots", "Job slots of this runner process", ["pool", "kind"])
 
@@ -199,7 +204,23 @@ class JobRunner:
         )
 
     async def _claim(self, msg: RunJob) -> RunningAttempt | None:
-        """Record the claim before the command is acked; None if nothing is to run."""
+        """Record the claim before the command is acked; None if nothing is to run.
+
+        A retry first takes the job's fence: if the attempt it replaces finished after
+        all and closed the job, or a later attempt holds it, nothing is claimed or
+        reported (the scheduler withdraws the retry when the true outcome reaches it).
+        """
+        fence = await self._claims.take_fence(msg.job_id, msg.attempt)
+        verdict = admission(fence, msg.attempt)
+        if verdict is not Admission.ADMITTED:
+            log.warning(
+                "attempt not started: the fence is held by another attempt",
+                job_id=msg.job_id,
+                attempt=msg.attempt,
+                verdict=verdict.value,
+                holder=fence.holder,
+            )
+            return None
         try:
             job_dir(self.config.jobs_root, msg.owner, msg.job_id)
             input_exists, bad_path = self._input(msg).is_file(), ""
@@ -245,7 +266,32 @@ class JobRunner:
     async def _finish(self, job: RunningAttempt, result: ExecutionResult, outputs: list[OutputFile]) -> None:
         """Record the outcome (retried until the database takes it: a lost write is a lost result)."""
         msg = job.message
-        event = self._event(
+        event, changes = self._outcome(msg, result, outputs), self._outcome_fields(result)
+
+        async def record() -> bool:
+            nonlocal event, changes
+            if closes_job(result):
+                fence = await self._claims.close_fence(msg.job_id, msg.attempt)
+                if fence.holder > msg.attempt:  # a retry started first: it owns the job
+                    lost = superseded(result, fence.holder)
+                    event, changes = self._outcome(msg, lost, []), self._outcome_fields(lost)
+            for expect in (JobState.RUNNING.value, JobState.STARTED.value):
+                if await self._claims.update(job.key, expect, changes, [event]):
+                    return True
+            return False
+
+        if await retry_until_done(record, what="terminal state", job_id=msg.job_id):
+            self._kick(job.key, [event])
+        log.info(
+            "job finished",
+            job_id=msg.job_id,
+            attempt=msg.attempt,
+            state=event.data["state"],
+            exit_code=result.exit_code,
+        )
+
+    def _outcome(self, msg: RunJob, result: ExecutionResult, outputs: list[OutputFile]) -> Envelope:
+        return self._event(
             msg,
             result.state,
             reason=result.reason,
@@ -256,22 +302,15 @@ class JobRunner:
             peak_rss_bytes=result.peak_rss_bytes,
             outputs=outputs,
         )
-        changes = {
+
+    @staticmethod
+    def _outcome_fields(result: ExecutionResult) -> dict[str, Any]:
+        return {
             "state": result.state.value,
             "exit_code": result.exit_code,
             "finished_at": datetime.now(UTC),
             "reason": result.reason,
         }
-
-        async def record() -> bool:
-            for expect in (JobState.RUNNING.value, JobState.STARTED.value):
-                if await self._claims.update(job.key, expect, changes, [event]):
-                    return True
-            return False
-
-        if await retry_until_done(record, what="terminal state", job_id=msg.job_id):
-            self._kick(job.key, [event])
-        log.info("job finished", job_id=msg.job_id, state=result.state.value, exit_code=result.exit_code)
 
     def _fenced(self, job: RunningAttempt) -> bool:
         """Whether a later attempt of the job has started; if so, stop this one for good."""

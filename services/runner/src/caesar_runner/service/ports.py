@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from caesar_common.events import Envelope
 from caesar_common.outbox import Kick as Kick
 from caesar_common.store import Document
+from caesar_runner.domain.claim import Fence
 
 Publish = Callable[[Envelope], Awaitable[None]]
 
@@ -43,6 +44,14 @@ class ClaimStore(Protocol):
         ...
 
     async def open_claims(self, runner_id: str, pool: str | None = None) -> list[Document]: ...
+
+    async def take_fence(self, job_id: str, attempt: int) -> Fence:
+        """A retry takes the job's fence unless an earlier attempt closed it; the fence after."""
+        ...
+
+    async def close_fence(self, job_id: str, attempt: int) -> Fence:
+        """A final outcome closes the fence unless a later attempt took it; the fence after."""
+        ...
 
     async def record_cancel(self, job_id: str) -> None: ...
 

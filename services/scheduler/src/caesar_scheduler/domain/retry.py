@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from caesar_common.jobstate import JobPosition, JobState, is_terminal
+from caesar_scheduler.domain.phases import DISPATCHED, WAITING
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -51,3 +54,24 @@ class RetryPolicy:
                 reason=f"attempt {failed_attempt} failed ({failure}); retrying",
             )
         return GiveUp(f"gave up after {failed_attempt} attempts: {failure}")
+
+
+NOT_STARTED = (JobState.QUEUED, JobState.HELD)
+
+
+def withdraws_retry(held: JobPosition, phase: str, outcome: JobPosition) -> bool:
+    """Whether a runner's final outcome of an earlier attempt closes the job now.
+
+    The attempt was presumed lost and retried, but it finished after all. The runners'
+    fence guarantees that a runner reports a final outcome only if no later attempt of
+    the job has started (and that none will start after it), so while the retry we hold
+    has not been reported started, the earlier outcome is the job's true one and the
+    retry is withdrawn.
+    """
+    return (
+        is_terminal(outcome.state)
+        and not outcome.retryable
+        and outcome.attempt < held.attempt
+        and held.state in NOT_STARTED
+        and phase in (WAITING, DISPATCHED)
+    )

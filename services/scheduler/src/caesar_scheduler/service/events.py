@@ -13,7 +13,13 @@ SOURCE = "scheduler"
 
 
 def state_event(
-    doc: dict[str, Any], state: JobState, attempt: int, reason: str = "", *, retryable: bool = False
+    doc: dict[str, Any],
+    state: JobState,
+    attempt: int,
+    reason: str = "",
+    *,
+    retryable: bool = False,
+    **fields: Any,
 ) -> Envelope:
     """An envelope carrying the current trace context, ready for the document's outbox."""
     return envelope_for(
@@ -27,6 +33,7 @@ def state_event(
             retryable=retryable,
             changed_at=datetime.now(UTC),
             pool=doc.get("pool", ""),
+            **fields,
         ),
         SOURCE,
     )

@@ -10,19 +10,22 @@ from caesar_common.events import Envelope, JobStateChanged
 from caesar_common.jobstate import HeldBefore, JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
 from caesar_scheduler.domain.admission import reported_by_runner
-from caesar_scheduler.domain.phases import EARLY_CANCEL, FINISHED, WAITING
-from caesar_scheduler.domain.retry import GiveUp, Retry, RetryPolicy
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
+from caesar_scheduler.domain.retry import GiveUp, Retry, RetryPolicy, withdraws_retry
 from caesar_scheduler.service.events import state_event
 from caesar_scheduler.service.ports import JobStore, Kick
 
 log = get_logger(__name__)
 
 
-async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: RetryPolicy) -> bool:
+async def track_state(
+    msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: RetryPolicy, *, from_runner: bool = True
+) -> bool:
     """Record a runner-reported state; returns whether a runner slot was freed.
 
     Stale and repeated reports change nothing (the held position supersedes them); a
-    retryable terminal state goes through the retry policy instead.
+    retryable terminal state goes through the retry policy instead; a runner's final
+    outcome of an attempt we already retried may withdraw the retry.
     """
     if not reported_by_runner(msg.state):
         return False  # QUEUED/HELD/... are our own events coming back
@@ -46,7 +49,55 @@ async def track_state(msg: JobStateChanged, jobs: JobStore, kick: Kick, policy: 
     # only a held position of the same attempt can be superseded (a stale attempt's
     # report matches nothing).
     moved = await jobs.advance(msg.job_id, HeldBefore(msg.position, same_attempt=True), changes)
-    return moved and is_terminal(msg.state)
+    if moved:
+        return is_terminal(msg.state)
+    if from_runner and is_terminal(msg.state):
+        return await withdraw_retry(msg, jobs, kick)
+    return False
+
+
+async def withdraw_retry(msg: JobStateChanged, jobs: JobStore, kick: Kick) -> bool:
+    """Close the job with an earlier attempt's final outcome if its retry has not started.
+
+    Only read when a final report matched nothing (stale or repeated), which is rare. The
+    closing event is the retry's own attempt, so every projection ranks it above all
+    else; it carries the outcome's outputs and ``result_attempt``, where they live. CPU
+    figures stay on the attempt that used them. Returns whether a slot was freed.
+    """
+    doc = await jobs.get(msg.job_id)
+    if doc is None:
+        return False
+    held = JobPosition(doc["attempt"], JobState(doc["state"]), doc.get("retryable", False))
+    if not withdraws_retry(held, doc.get("phase", ""), msg.position):
+        return False
+    reason = (
+        f"attempt {msg.attempt} finished after all ({msg.state.value}); "
+        f"its retry, attempt {held.attempt}, was withdrawn"
+    )
+    event = state_event(
+        doc,
+        msg.state,
+        held.attempt,
+        reason,
+        result_attempt=msg.attempt,
+        exit_code=msg.exit_code,
+        outputs=msg.outputs,
+        runner_id=msg.runner_id,
+    )
+    changes = {
+        "phase": FINISHED,
+        "state": msg.state.value,
+        "retryable": False,
+        "reason": reason,
+        "result_attempt": msg.attempt,
+        "updated_at": datetime.now(UTC),
+    }
+    expect = {"attempt": held.attempt, "phase": doc["phase"], "state": doc["state"]}
+    if not await jobs.transition(doc["_id"], expect, changes, [event]):
+        return False
+    kick(doc["_id"], [event])
+    log.warning("retry withdrawn", job_id=doc["_id"], attempt=held.attempt, closed_by=msg.attempt)
+    return bool(doc["phase"] == DISPATCHED)
 
 
 async def retry_or_give_up(
