@@ -126,6 +126,15 @@ async def test_database_restarted_during_burst(
     assert set(states.values()) == {"SUCCESS"}
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (killed, but its frozen parent cannot reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def test_a_frozen_runner_never_runs_beside_its_retry(
     http: aiohttp.ClientSession, chaos: ChaosStack, tmp_path: Path
 ) -> None:
@@ -140,8 +149,10 @@ async def test_a_frozen_runner_never_runs_beside_its_retry(
     await eventually(lambda: api_jobs.count_documents({"state": "RUNNING"}) == 8, 60, "8 jobs RUNNING")
     frozen_pid = chaos.stack.procs["runner"].pid
     frozen_runner = f"{socket.gethostname()}-{frozen_pid}"
-    frozen = [d["_id"] for d in api_jobs.find({"runner_id": frozen_runner}, {"_id": 1})]
+    frozen_docs = list(api_jobs.find({"runner_id": frozen_runner}, {"_id": 1, "pid": 1}))
+    frozen = [d["_id"] for d in frozen_docs]
     assert frozen, "the first runner took none of the jobs"
+    frozen_processes = [int(d["pid"]) for d in frozen_docs]
 
     def retried_elsewhere() -> bool:
         moved = api_jobs.count_documents(
@@ -149,9 +160,13 @@ async def test_a_frozen_runner_never_runs_beside_its_retry(
         )
         return bool(moved == len(frozen))
 
-    os.killpg(frozen_pid, signal.SIGSTOP)  # the runner and its job processes
+    # The runner's own process group; its jobs run in sessions of their own, so they go
+    # on running: the guardian must kill them before the retries start elsewhere.
+    os.killpg(frozen_pid, signal.SIGSTOP)
     try:
         await eventually(retried_elsewhere, 90, "the frozen runner's jobs running again elsewhere")
+        still_running = [pid for pid in frozen_processes if running(pid)]
+        assert still_running == [], "a frozen runner's job ran beside its retry"
     finally:
         os.killpg(frozen_pid, signal.SIGCONT)
     states = await assert_promise_kept(http, chaos)

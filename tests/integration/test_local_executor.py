@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,57 @@ async def test_missing_executable_is_a_failure(executor: LocalExecutor, tmp_path
 
 async def _noop(_: int | None) -> None:
     return None
+
+
+FENCE_S = 2.0
+
+
+async def test_a_stalled_runners_job_is_killed_by_the_guardian(tmp_path: Path) -> None:
+    """The runner (this process) stops running its event loop for longer than the fence:
+    the guardian, a process of its own, kills the job; the runner, running again, reports
+    a retryable failure rather than the app's."""
+    guarded = LocalExecutor(Path(PY).parent, slots=1, kill_grace_s=1.0, fence_s=FENCE_S)
+    started = asyncio.Event()
+    pids: list[int] = []
+
+    async def on_started(pid: int | None) -> None:
+        assert pid is not None
+        pids.append(pid)
+        started.set()
+
+    try:
+        run = asyncio.ensure_future(
+            guarded.run(
+                spec(tmp_path, Step("long", (PY, "-c", "import time; time.sleep(60)"))),
+                on_started,
+                asyncio.Event(),
+            )
+        )
+        await started.wait()
+        # The fault itself, not a wait for an event: the whole event loop stalls, as in a
+        # runner frozen by SIGSTOP or blocked on a hung filesystem.
+        time.sleep(FENCE_S + 2.5)
+        result = await asyncio.wait_for(run, 10)
+    finally:
+        guarded.close()
+    assert result.state is JobState.FAILURE
+    assert result.retryable
+    assert "guardian killed the job" in result.reason
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+
+
+async def test_a_healthy_runners_long_job_is_left_alone(tmp_path: Path) -> None:
+    guarded = LocalExecutor(Path(PY).parent, slots=1, kill_grace_s=1.0, fence_s=FENCE_S)
+    try:
+        result = await guarded.run(
+            spec(
+                tmp_path,
+                Step("longer-than-the-fence", (PY, "-c", f"import time; time.sleep({FENCE_S + 1.5})")),
+            ),
+            _noop,
+            asyncio.Event(),
+        )
+    finally:
+        guarded.close()
+    assert result.state is JobState.SUCCESS

@@ -23,6 +23,7 @@ def _local(settings: RunnerSettings, bin_dir: Path) -> Executor:
         kill_grace_s=settings.kill_grace_s,
         max_open_files=settings.max_open_files,
         max_file_size_bytes=settings.max_file_size_bytes,
+        fence_s=settings.self_fence_s,
     )
 
 

@@ -10,6 +10,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +27,7 @@ from caesar_runner.domain.process import (
     sanitised_environment,
 )
 from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
+from caesar_runner.executors.guardian import Guardian
 
 
 def _wait(pid: int) -> tuple[int, resource.struct_rusage | None]:
@@ -59,8 +61,11 @@ class LocalExecutor:
         max_open_files: int = 4096,
         max_file_size_bytes: int = 64 * 2**30,
         pool: str = "",
+        fence_s: float | None = None,
     ) -> None:
         self.pool = pool or self.kind
+        # A frozen runner cannot stop its jobs: the guardian does, after ``fence_s``.
+        self._guardian = Guardian(fence_s) if fence_s is not None else None
         self._bin_dir = bin_dir
         self._kill_grace_s = kill_grace_s
         self._max_open_files = max_open_files
@@ -123,10 +128,14 @@ class LocalExecutor:
                 cancel.set()
             if cancel.is_set():
                 return result(JobState.CANCELED, None, "canceled by the user")
+            if self._guardian is not None:
+                self._guardian.ensure_running()
             try:
                 process = self._spawn(step, spec, index)
             except OSError as exc:
                 return result(JobState.FAILURE, None, f"step {step.name} could not start: {exc}")
+            if self._guardian is not None:
+                self._guardian.register(process.pid)
             if index == 0:
                 await on_started(process.pid)
             waiter: asyncio.Future[Any] = loop.run_in_executor(self._waiters, _wait, process.pid)
@@ -147,6 +156,10 @@ class LocalExecutor:
                 cpu_s += usage.ru_utime + usage.ru_stime
                 peak_rss = max(peak_rss, usage.ru_maxrss * 1024)
             code = exit_code_of(status)
+            if self._guardian is not None and self._guardian.release(process.pid):
+                fence = self._guardian.fence_s
+                stalled = f"the runner stalled for more than {fence:g} s; the guardian killed the job"
+                return replace(result(JobState.FAILURE, code, stalled), retryable=True)
             if verdict is JobState.CANCELED:
                 return result(verdict, code, "canceled by the user")
             if verdict is JobState.TIMED_OUT:
@@ -156,8 +169,10 @@ class LocalExecutor:
         return result(JobState.SUCCESS, 0)
 
     def close(self) -> None:
-        """Stop the wait threads (running jobs are not touched)."""
+        """Stop the wait threads and the guardian (running jobs are not touched)."""
         self._waiters.shutdown(wait=False, cancel_futures=True)
+        if self._guardian is not None:
+            self._guardian.close()
 
     async def aclose(self) -> None:
         self.close()
