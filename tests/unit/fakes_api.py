@@ -17,6 +17,7 @@ from typing import Any
 from caesar_api.adapters.jobs_repo import position_guard
 from caesar_api.adapters.pagination import Page
 from caesar_api.domain.projection import position_of
+from caesar_api.domain.quota import Usage
 from caesar_common.events import FileDeleted, FileUploaded, JobCancelRequested, JobSubmitted, Message
 from caesar_common.jobstate import HeldBefore
 from caesar_common.store import Document
@@ -129,6 +130,10 @@ class FakeFiles:
     async def list(self, owner: str, limit: int, after: Document | None) -> Page:
         live = [f for f in self.records.values() if f["owner"] == owner and not f["deleted"]]
         return _page(live, "uploaded_at", limit, after)
+
+    async def usage(self, owner: str) -> Usage:
+        live = [f for f in self.records.values() if f["owner"] == owner and not f["deleted"]]
+        return Usage(files=len(live), bytes=sum(int(f["size_bytes"]) for f in live))
 
     async def mark_deleted(self, record: Document) -> bool:
         stored = self.records.get(record["_id"])

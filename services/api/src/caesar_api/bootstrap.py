@@ -21,6 +21,7 @@ from caesar_api.auth import KeycloakKeys, TokenVerifier
 from caesar_api.dependencies import Dependencies
 from caesar_api.entrypoints.consumer import start_projection
 from caesar_api.service.reannounce import reannounce_pending
+from caesar_api.service.upload_gate import UploadGate
 from caesar_api.settings import ApiSettings
 from caesar_common.logging import get_logger
 from caesar_common.periodic import run_every
@@ -51,6 +52,7 @@ def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
         pools=PoolsRepository(runtime.collection(POOLS)),
         storage=UploadStorage(settings.data_root),
         bus=runtime.bus,
+        uploads=UploadGate(settings.max_concurrent_uploads_per_user),
     )
 
 

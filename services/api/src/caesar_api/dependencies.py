@@ -8,13 +8,14 @@ from caesar_api.adapters.files_repo import FilesRepository
 from caesar_api.adapters.jobs_repo import JobsRepository
 from caesar_api.adapters.pools_repo import PoolsRepository
 from caesar_api.adapters.storage import UploadStorage
+from caesar_api.service.upload_gate import UploadGate
 from caesar_api.settings import ApiSettings
 from caesar_common.bus import Bus
 
 
 @dataclass(frozen=True)
 class Dependencies:
-    """Settings, repositories, upload storage and the bus of one api process."""
+    """Settings, repositories, upload storage, the bus and the uploads in progress of one api process."""
 
     settings: ApiSettings
     files: FilesRepository
@@ -22,3 +23,4 @@ class Dependencies:
     pools: PoolsRepository
     storage: UploadStorage
     bus: Bus
+    uploads: UploadGate

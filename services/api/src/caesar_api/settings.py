@@ -1,7 +1,8 @@
 """Settings of the api service (``CAESAR_*`` environment variables).
 
-Limits that protect the service (upload size, page sizes) live here so an operator can
-tune them without a release; everything has a safe default for a laptop.
+Limits that protect the service (upload size, decompressed size of a compressed image,
+per-user quotas and concurrent uploads, HTTP timeouts and connections, page sizes) live
+here so an operator can tune them without a release; everything has a safe default.
 """
 
 from __future__ import annotations
@@ -32,6 +33,78 @@ class ApiSettings(ServiceSettings):
         description="Bytes read from the request, hashed and written per step; bounds memory.",
         ge=64 * 1024,
         le=64 * MIB,
+    )
+    max_decompressed_bytes: int = Field(
+        4 * GIB,
+        title="Largest decompressed size of a tile-compressed FITS upload",
+        description=(
+            "A compressed image whose header declares more bytes of pixels than this is refused "
+            "with 413 (a few KB can declare gigabytes); the check reads the header and a few "
+            "tiles only, never the whole image."
+        ),
+        gt=0,
+    )
+    user_quota_bytes: int = Field(
+        100 * GIB,
+        title="Storage quota per user (bytes)",
+        description=(
+            "Bytes of live (not deleted) uploads one user may keep; an upload beyond it gets 507 "
+            "with the figures and nothing is kept. 0: no limit."
+        ),
+        ge=0,
+    )
+    user_quota_files: int = Field(
+        10_000,
+        title="Storage quota per user (files)",
+        description="Live uploads one user may keep; one more gets 403 with the figures. 0: no limit.",
+        ge=0,
+    )
+    max_concurrent_uploads_per_user: int = Field(
+        4,
+        title="Uploads in progress per user",
+        description=(
+            "One user's uploads streaming at once in one api process; another gets 429 with Retry-After."
+        ),
+        ge=1,
+    )
+    http_header_timeout_s: float = Field(
+        75.0,
+        title="Request header timeout",
+        description=(
+            "A connection that has not sent a request's complete headers this long after it "
+            "opened (or after the previous answer: idle keep-alive) is closed. Keep it above a "
+            "reverse proxy's upstream keep-alive (nginx: 60 s)."
+        ),
+        gt=0,
+    )
+    http_body_timeout_s: float = Field(
+        60.0,
+        title="Request body timeout",
+        description=(
+            "Longest wait for the next bytes of a request body (an upload), and for the whole "
+            "of a small body (a job submission, a form); then 408 and nothing is kept."
+        ),
+        gt=0,
+    )
+    upload_min_bytes_per_s: int = Field(
+        16 * 1024,
+        title="Slowest accepted upload rate",
+        description=(
+            "After the first http_body_timeout_s, an upload that has averaged fewer bytes per "
+            "second than this gets 408 (a client trickling bytes cannot hold a connection "
+            "forever). 0: no minimum."
+        ),
+        ge=0,
+    )
+    http_max_connections: int = Field(
+        512,
+        title="Open connections at once",
+        description=(
+            "Client connections the api serves at once (idle keep-alive ones included); a "
+            "request on a connection beyond them gets 503 with Retry-After and the connection "
+            "is closed. Health, readiness and metrics are always answered."
+        ),
+        ge=1,
     )
     allowed_formats: Annotated[tuple[str, ...], NoDecode] = Field(
         ("fits", "png", "jpg", "jpeg", "gif"),

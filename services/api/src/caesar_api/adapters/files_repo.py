@@ -14,6 +14,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
+from caesar_api.domain.quota import Usage
 from caesar_common.events import Envelope, FileDeleted, FileUploaded
 from caesar_common.outbox import OutboxRelay, envelope_for, merge_updates, outbox_fields, outbox_update
 from caesar_common.store import BY_ID, Document
@@ -76,6 +77,23 @@ class FilesRepository:
         )
         docs = [doc async for doc in cursor]
         return Page(docs[:limit], more=len(docs) > limit)
+
+    async def usage(self, owner: str) -> Usage:
+        """Count and total size of the owner's live files, summed by the database.
+
+        Read at each upload rather than kept as a counter: it cannot drift from the
+        records (a crash between a write and a counter update), and the owner's index
+        bounds it to that owner's files.
+        """
+        pipeline: list[Document] = [
+            {"$match": {"owner": owner, "deleted": False}},
+            {"$group": {"_id": None, "files": {"$sum": 1}, "bytes": {"$sum": "$size_bytes"}}},
+        ]
+        cursor = await self.collection.aggregate(pipeline)
+        totals = [doc async for doc in cursor]
+        if not totals:
+            return Usage(files=0, bytes=0)
+        return Usage(files=int(totals[0]["files"]), bytes=int(totals[0]["bytes"]))
 
     async def mark_deleted(self, record: Document) -> bool:
         """Mark a live file deleted and queue ``FileDeleted`` in one update.

@@ -4,31 +4,46 @@ An upload named ``.fits`` must really be a FITS image: the apps would otherwise 
 much later, on a runner, with an obscure error. The facts read here (shape, celestial
 WCS, beam, frequency, unit) are stored with the file so the scheduler, the apps and the
 user can see what was uploaded without opening it again. Only headers are read; the
-data, possibly gigabytes, is never loaded.
+data, possibly gigabytes, is never loaded: a plain image is sampled through a memory
+map, a tile-compressed one (which may declare far more pixels than its file holds) is
+limited by its declared size and sampled a few checked tiles at a time
+(:mod:`.compressed`), so the work per upload is bounded whatever the file says.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 from astropy import units
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from caesar_api.adapters.compressed import TileTable, declared_bytes, sample_tiles
+from caesar_api.adapters.fits_errors import DecompressedTooLargeError, NotFitsError
+
+__all__ = [
+    "DEFAULT_MAX_DECOMPRESSED_BYTES",
+    "FITS_SIGNATURE",
+    "NOT_FITS_START",
+    "DecompressedTooLargeError",
+    "NotFitsError",
+    "inspect_fits",
+    "read_fits_facts",
+]
+
+DEFAULT_MAX_DECOMPRESSED_BYTES = 4 * 1024**3
 FITS_SIGNATURE = b"SIMPLE  ="
 NOT_FITS_START = "File is not a FITS file (it does not start with SIMPLE =)"
 _AIPS_BEAM_RE = re.compile(
     r"BMAJ\s*=\s*([-+0-9.EeDd]+)\s+BMIN\s*=\s*([-+0-9.EeDd]+)\s+BPA\s*=\s*([-+0-9.EeDd]+)"
 )
-
-
-class NotFitsError(ValueError):
-    """The file is not a usable FITS image; the message says why, for the client."""
 
 
 def _number(value: object) -> float | None:
@@ -110,6 +125,21 @@ def _celestial(header: fits.Header) -> dict[str, Any] | None:
 
 _SAMPLE_ROWS = 256
 _SAMPLE_PIXELS = 1 << 18
+Pixels = npt.NDArray[np.float32]
+
+
+def _summary(values: Pixels, step: int) -> dict[str, Any]:
+    finite = values[np.isfinite(values)]
+    lo = float(finite.min()) if finite.size else None
+    hi = float(finite.max()) if finite.size else None
+    return {
+        "sampled_every": step,
+        "finite_fraction": round(finite.size / values.size, 6) if values.size else 0.0,
+        "all_blank": finite.size == 0,
+        "constant": finite.size > 0 and lo == hi,
+        "min": lo,
+        "max": hi,
+    }
 
 
 def _pixel_summary(hdu: Any, shape: list[int]) -> dict[str, Any] | None:
@@ -136,17 +166,31 @@ def _pixel_summary(hdu: Any, shape: list[int]) -> dict[str, Any] | None:
         plane = np.asarray(hdu.data[index], dtype=np.float32)
     except Exception:  # noqa: BLE001 - unreadable data is reported as unknown, not a crash
         return None
-    finite = plane[np.isfinite(plane)]
-    lo = float(finite.min()) if finite.size else None
-    hi = float(finite.max()) if finite.size else None
-    return {
-        "sampled_every": step,
-        "finite_fraction": round(finite.size / plane.size, 6) if plane.size else 0.0,
-        "all_blank": finite.size == 0,
-        "constant": finite.size > 0 and lo == hi,
-        "min": lo,
-        "max": hi,
-    }
+    return _summary(plane, step)
+
+
+def _compressed_pixel_summary(
+    hdu: Any, shape: list[int], table: TileTable, handle: BinaryIO
+) -> dict[str, Any] | None:
+    """The same facts from a few whole tiles of a compressed image (never all of it).
+
+    A tile that could make astropy work beyond its size refuses the file
+    (:class:`NotFitsError`); tiles too large to read within the bound, or that astropy
+    cannot read (a scaled image through a memory map), leave the pixels unknown
+    (``None``), which refuses nothing at submit.
+    """
+    if len(shape) < 2:
+        return None
+    try:
+        values = sample_tiles(hdu, table, handle, _SAMPLE_PIXELS)
+    except NotFitsError:
+        raise
+    except Exception:  # noqa: BLE001 - as for plain images: unreadable data is unknown, not a crash
+        return None
+    if values is None or not values.size:
+        return None
+    plane = shape[0] * shape[1]
+    return _summary(values, max(1, plane // values.size))
 
 
 def _warnings(facts: dict[str, Any]) -> list[str]:
@@ -174,52 +218,68 @@ def _warnings(facts: dict[str, Any]) -> list[str]:
     return notes
 
 
-def inspect_fits(path: Path) -> dict[str, Any]:
+def inspect_fits(
+    path: Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> dict[str, Any]:
     """Check that ``path`` is a complete FITS image and return its header facts.
 
-    ``shape`` is in FITS axis order (``NAXIS1`` first). Raises :class:`NotFitsError`.
+    ``shape`` is in FITS axis order (``NAXIS1`` first). Raises :class:`NotFitsError`, or
+    :class:`DecompressedTooLargeError` for a tile-compressed image that declares more
+    than ``max_decompressed_bytes`` (decided from its header, before any tile is read).
     """
     with path.open("rb") as handle:
         if handle.read(len(FITS_SIGNATURE)) != FITS_SIGNATURE:
             raise NotFitsError(NOT_FITS_START)
-    size = path.stat().st_size
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-                index, hdu = _image_hdu(hdul)
-                header = hdu.header
-                naxis = int(header["NAXIS"])
-                if not isinstance(hdu, fits.CompImageHDU):
-                    end = hdu.fileinfo()["datLoc"] + hdu.size
-                    if end > size:
-                        raise NotFitsError(
-                            f"FITS file is truncated: the image needs {end} bytes, the file has {size}"
-                        )
-                frequency, frequency_source = _frequency(header, naxis)
-                shape = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-                facts = {
-                    "hdu": index,
-                    "naxis": naxis,
-                    "shape": shape,
-                    "bitpix": int(header["BITPIX"]),
-                    "ctypes": [_text(header.get(f"CTYPE{i}")) for i in range(1, naxis + 1)],
-                    "celestial": _celestial(header),
-                    "beam": _beam(header),
-                    "frequency_hz": frequency,
-                    "frequency_from": frequency_source,
-                    "bunit": _text(header.get("BUNIT")),
-                    "degenerate_axes": [i + 1 for i, n in enumerate(shape) if n == 1],
-                    "pixels": _pixel_summary(hdu, shape),
-                }
-                facts["warnings"] = _warnings(facts)
-                return facts
-    except NotFitsError:
-        raise
-    except Exception as exc:
-        raise NotFitsError(f"File is not a valid FITS file ({type(exc).__name__})") from exc
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+                    return _facts(hdul, handle, size, max_decompressed_bytes)
+        except (NotFitsError, DecompressedTooLargeError):
+            raise
+        except Exception as exc:
+            raise NotFitsError(f"File is not a valid FITS file ({type(exc).__name__})") from exc
 
 
-async def read_fits_facts(path: Path) -> dict[str, Any]:
+def _facts(hdul: fits.HDUList, handle: BinaryIO, size: int, max_decompressed_bytes: int) -> dict[str, Any]:
+    index, hdu = _image_hdu(hdul)
+    header = hdu.header
+    naxis = int(header["NAXIS"])
+    shape = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+    if isinstance(hdu, fits.CompImageHDU):
+        declared = declared_bytes(header)
+        if declared > max_decompressed_bytes:
+            raise DecompressedTooLargeError(declared, max_decompressed_bytes)
+        info = hdu.fileinfo()
+        table = TileTable.read(handle, info["hdrLoc"], info["datLoc"], size)
+        pixels = _compressed_pixel_summary(hdu, shape, table, handle)
+    else:
+        end = hdu.fileinfo()["datLoc"] + hdu.size
+        if end > size:
+            raise NotFitsError(f"FITS file is truncated: the image needs {end} bytes, the file has {size}")
+        pixels = _pixel_summary(hdu, shape)
+    frequency, frequency_source = _frequency(header, naxis)
+    facts = {
+        "hdu": index,
+        "naxis": naxis,
+        "shape": shape,
+        "bitpix": int(header["BITPIX"]),
+        "ctypes": [_text(header.get(f"CTYPE{i}")) for i in range(1, naxis + 1)],
+        "celestial": _celestial(header),
+        "beam": _beam(header),
+        "frequency_hz": frequency,
+        "frequency_from": frequency_source,
+        "bunit": _text(header.get("BUNIT")),
+        "degenerate_axes": [i + 1 for i, n in enumerate(shape) if n == 1],
+        "pixels": pixels,
+    }
+    facts["warnings"] = _warnings(facts)
+    return facts
+
+
+async def read_fits_facts(
+    path: Path, *, max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+) -> dict[str, Any]:
     """:func:`inspect_fits` off the event loop."""
-    return await asyncio.to_thread(inspect_fits, path)
+    return await asyncio.to_thread(inspect_fits, path, max_decompressed_bytes=max_decompressed_bytes)

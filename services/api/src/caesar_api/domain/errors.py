@@ -8,6 +8,7 @@ there is exactly one place that formats errors.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 
 _PRINTABLE = frozenset(string.ascii_letters + string.digits + string.punctuation + " ")
 SHOWN_MAX = 64
@@ -15,12 +16,26 @@ INVALID_REQUEST_DATA = "Invalid request data!"
 
 
 class ApiError(Exception):
-    """A request the api refuses: HTTP status code and a human-readable message."""
+    """A request the api refuses: HTTP status code and a human-readable message.
 
-    def __init__(self, http_status: int, message: str) -> None:
+    ``details`` are figures a client can act on without parsing the message (a quota's
+    use and limit); they go into the JSON body beside the message. ``headers`` go into
+    the answer (``Retry-After``).
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        message: str,
+        *,
+        details: Mapping[str, int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.message = message
+        self.details: dict[str, int] = dict(details or {})
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 def shown(value: object, limit: int = SHOWN_MAX) -> str:

@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrument
 from caesar_api.auth import TokenVerifier, identity_of
 from caesar_api.bootstrap import make_dependencies, make_token_verifier
 from caesar_api.dependencies import Dependencies
+from caesar_api.entrypoints.limits import ConnectionCount, connection_limit, server_options
 from caesar_api.entrypoints.middlewares import (
     SETTINGS_KEY,
     VERIFIER_KEY,
@@ -93,7 +94,16 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     instrumentor = AioHttpServerInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()
-    app = web.Application(middlewares=[json_errors, authenticate, require_ready])
+    # The connection limit comes first: a connection beyond it costs no auth, no handler.
+    app = web.Application(
+        middlewares=[
+            connection_limit(ConnectionCount(settings.http_max_connections)),
+            json_errors,
+            authenticate,
+            require_ready,
+        ],
+        handler_args=server_options(settings),
+    )
     app[SETTINGS_KEY] = settings
     if settings.auth_enabled:
         app[VERIFIER_KEY] = verifier or make_token_verifier(settings)

@@ -8,6 +8,7 @@ a stack trace or request body in the answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler
@@ -16,6 +17,7 @@ from caesar_api.auth import ANONYMOUS_IDENTITY, IDENTITY_KEY, AuthError, TokenVe
 from caesar_api.auth.identity import DEFERRED_IDENTITY, TOKEN_CHECK_KEY
 from caesar_api.auth.public import is_public
 from caesar_api.domain.errors import ApiError
+from caesar_api.entrypoints.limits import read_within
 from caesar_api.entrypoints.routes import V1
 from caesar_api.settings import ApiSettings
 from caesar_common.logging import get_logger
@@ -34,9 +36,14 @@ _HTTP_MESSAGES = {
 }
 
 
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """The v1 error shape: ``{"status": message}``."""
-    return web.json_response({"status": message}, status=status, headers=headers)
+def json_error(
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, int] | None = None,
+) -> web.Response:
+    """The v1 error shape: ``{"status": message}``, with an error's figures beside it."""
+    return web.json_response({"status": message, **(details or {})}, status=status, headers=headers)
 
 
 def auth_error(exc: AuthError) -> web.Response:
@@ -78,7 +85,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise AuthError("Tokens in the query string are not accepted: send 'Authorization: Bearer'")
         token = _header_token(request)
         if token is None and request.method == "POST" and request.content_type == FORM_TYPE:
-            value = (await request.post()).get("access_token")
+            form = await read_within(settings.http_body_timeout_s, request.post())
+            value = form.get("access_token")
             token = value if isinstance(value, str) and value else None
         if (
             token is None
@@ -105,7 +113,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_error(exc.http_status, exc.message)
+        return json_error(exc.http_status, exc.message, exc.headers or None, exc.details)
     except AuthError as exc:
         return auth_error(exc)
     except web.HTTPException as exc:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from caesar_api.auth.public import is_public
+from caesar_api.entrypoints.limits import UNLIMITED_PATHS
 from caesar_api.entrypoints.routes import V1
 from caesar_api.openapi.apps import app_paths
 from caesar_api.openapi.components import Schema, component_schemas
 from caesar_api.openapi.files import file_paths
 from caesar_api.openapi.jobs import job_paths
 from caesar_api.openapi.operational import operational_paths
-from caesar_api.openapi.operations import error
+from caesar_api.openapi.operations import error, limit_error
 from caesar_api.openapi.results import result_paths
 from caesar_api.settings import ApiSettings
 
@@ -46,6 +47,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
         _secure(paths)
         components["securitySchemes"] = {BEARER: BEARER_SCHEME}
         auth = "Every route but probes, metrics, documentation and the v1 app catalogue needs a bearer token."
+    _connection_limit(paths, settings)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -81,6 +83,28 @@ def _not_ready(paths: dict[str, Any]) -> None:
         if path.startswith(V1 + "/"):
             for op in item.values():
                 op["responses"].setdefault("503", error("Service starting, not ready yet; retry shortly."))
+
+
+def _connection_limit(paths: dict[str, Any], settings: ApiSettings) -> None:
+    """Every operation but the probes and metrics answers 503 beyond the connection limit.
+
+    Runs last, so an operation's other 503 (not ready, the realm's keys unavailable) is
+    kept in the description; every 503 the api sends fits :class:`LimitStatus`.
+    """
+    limited = limit_error(
+        f"More than {settings.http_max_connections} connections are open (limit_connections); "
+        "the connection is closed, retry after Retry-After seconds.",
+        retry_after=True,
+    )
+    for path, item in paths.items():
+        if path in UNLIMITED_PATHS:
+            continue
+        for op in item.values():
+            current = op["responses"].get("503")
+            description = limited["description"]
+            if current is not None:
+                description = f"{current['description']} Or: {description}"
+            op["responses"]["503"] = {**limited, "description": description}
 
 
 def _secure(paths: dict[str, Any]) -> None:

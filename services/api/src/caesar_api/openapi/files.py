@@ -13,6 +13,7 @@ from caesar_api.openapi.operations import (
     binary,
     error,
     json_body,
+    limit_error,
     operation,
     query_param,
     renamed,
@@ -68,6 +69,10 @@ def file_paths(settings: ApiSettings) -> dict[str, Any]:
         "400": error("No uuid given."),
         "404": error(NOT_FOUND),
     }
+    form_redirect = {
+        **redirect,
+        "408": error(f"The form did not arrive within {settings.http_body_timeout_s:g} s."),
+    }
     return {
         f"{V1}/upload": {
             "post": operation(
@@ -76,15 +81,39 @@ def file_paths(settings: ApiSettings) -> dict[str, Any]:
                 {
                     "200": json_body(UploadResult, "Stored.", links=UPLOAD_LINKS),
                     "400": error("No file part, empty filename, or a .fits that is not FITS."),
-                    "413": error(f"Larger than {settings.max_upload_bytes} bytes."),
+                    "403": limit_error(
+                        f"The caller's file quota is full ({settings.user_quota_files or 'no limit'} "
+                        "files): used_files, limit_files."
+                    ),
+                    "408": limit_error(
+                        f"The body stalled for {settings.http_body_timeout_s:g} s, or averaged less "
+                        f"than {settings.upload_min_bytes_per_s} bytes/s; nothing was kept."
+                    ),
+                    "413": limit_error(
+                        f"Larger than {settings.max_upload_bytes} bytes, or a tile-compressed FITS "
+                        f"image that declares more than {settings.max_decompressed_bytes} bytes once "
+                        "decompressed (decompressed_bytes, limit_bytes)."
+                    ),
                     "415": error(f"Format not allowed (allowed: {formats})."),
-                    "507": error("No room to store it (disk full or quota); nothing was kept."),
+                    "429": limit_error(
+                        f"{settings.max_concurrent_uploads_per_user} of the caller's uploads are "
+                        "already streaming (uploads_in_progress, limit_uploads); retry after "
+                        "Retry-After seconds.",
+                        retry_after=True,
+                    ),
+                    "507": limit_error(
+                        "No room to store it: the disk is full, or the caller's storage quota "
+                        f"({settings.user_quota_bytes or 'no limit'} bytes) would be exceeded "
+                        "(used_bytes, limit_bytes, and upload_bytes when known); nothing was kept."
+                    ),
                 },
                 tag=TAG,
                 description=(
                     "Streams the file to disk, computes its SHA-256 and, for FITS, checks the header "
                     "and stores its facts (shape, WCS, beam, frequency). The format is the file "
-                    f"name's extension; allowed: {formats}."
+                    f"name's extension; allowed: {formats}. A tile-compressed FITS image is checked "
+                    "on its header and a few tiles, never decompressed whole. The file and its "
+                    "directory are synced to disk before the answer."
                 ),
                 request_body={
                     "required": True,
@@ -118,7 +147,7 @@ def file_paths(settings: ApiSettings) -> dict[str, Any]:
             "post": operation(
                 "downloadByForm",
                 "Download by form (redirect)",
-                redirect,
+                form_redirect,
                 tag=TAG,
                 request_body={
                     "required": True,

@@ -55,6 +55,7 @@ def job_paths(settings: ApiSettings) -> dict[str, Any]:
                         "the app's schema, an app this deployment cannot run, or an input the app "
                         "cannot use (the message says which)."
                     ),
+                    "408": error(f"The body did not arrive within {settings.http_body_timeout_s:g} s."),
                 },
                 tag=TAG,
                 description=(

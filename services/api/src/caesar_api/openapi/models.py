@@ -33,6 +33,27 @@ class Status(BaseModel):
     status: str
 
 
+class LimitStatus(BaseModel):
+    """A v1 error of a limit: the message in ``status``, the figures that apply beside it."""
+
+    status: str
+    used_bytes: int | None = Field(None, description="Bytes the caller's live files take.")
+    limit_bytes: int | None = Field(
+        None, description="The byte limit: the storage quota, or the decompressed size allowed."
+    )
+    upload_bytes: int | None = Field(None, description="The upload's size, when known in full.")
+    used_files: int | None = Field(None, description="The caller's live files.")
+    limit_files: int | None = Field(None, description="The file quota.")
+    decompressed_bytes: int | None = Field(
+        None, description="What a compressed image's header declares once decompressed."
+    )
+    uploads_in_progress: int | None = Field(None, description="The caller's uploads streaming now.")
+    limit_uploads: int | None = Field(None, description="Uploads one caller may stream at once.")
+    bytes_per_s: int | None = Field(None, description="The body's average rate so far.")
+    min_bytes_per_s: int | None = Field(None, description="The slowest rate accepted.")
+    limit_connections: int | None = Field(None, description="Connections the api serves at once.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details (v2 errors)."""
 
@@ -281,6 +302,7 @@ class Readiness(BaseModel):
 
 COMPONENT_MODELS: tuple[type[BaseModel], ...] = (
     Status,
+    LimitStatus,
     Problem,
     UploadForm,
     UploadResult,

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from caesar_api.openapi.components import Schema, ref
-from caesar_api.openapi.models import FILE_ID_PATTERN, JOB_ID_PATTERN, Problem, Status
+from caesar_api.openapi.models import FILE_ID_PATTERN, JOB_ID_PATTERN, LimitStatus, Problem, Status
 
 PROBLEM_JSON = "application/problem+json"
 BINARY: Schema = {"type": "string", "format": "binary"}
@@ -26,6 +26,18 @@ def json_body(model: type[BaseModel] | Schema, description: str, **extra: Any) -
 def error(description: str) -> Schema:
     """A v1 error: ``{"status": message}``."""
     return json_body(Status, description)
+
+
+RETRY_AFTER: Schema = {
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+}
+
+
+def limit_error(description: str, *, retry_after: bool = False) -> Schema:
+    """A v1 error of a limit: ``{"status": message}`` and the figures (:class:`LimitStatus`)."""
+    if retry_after:
+        return json_body(LimitStatus, description, headers=RETRY_AFTER)
+    return json_body(LimitStatus, description)
 
 
 def problem(description: str) -> Schema:

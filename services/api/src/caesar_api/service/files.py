@@ -1,10 +1,12 @@
 """Use cases of uploaded files: keep an upload, look one up, delete, list.
 
 The HTTP route streams the multipart body into a temporary file (size and SHA-256
-computed on the way); :func:`upload` decides whether it is kept: a ``.fits`` must be a
-real FITS image (its header facts are recorded), then the file gets its real name and
-its record and ``FileUploaded`` event are written together. Any failure leaves nothing
-behind, neither bytes nor record.
+computed on the way, within the bytes the owner's quota leaves: :func:`admit`);
+:func:`upload` decides whether it is kept: a ``.fits`` must be a real FITS image (its
+header facts are recorded; a compressed one must not declare more than the limit), the
+owner's quota must still hold with this file, then the file gets its real name (synced
+to disk, with its directory) and its record and ``FileUploaded`` event are written
+together. Any failure leaves nothing behind, neither bytes nor record.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caesar_api.adapters.fits import NotFitsError, read_fits_facts
+from caesar_api.adapters.fits import DecompressedTooLargeError, NotFitsError, read_fits_facts
 from caesar_api.adapters.pagination import Page
 from caesar_api.domain.errors import ApiError, shown
 from caesar_api.domain.files import StoredUpload, new_file_record
+from caesar_api.domain.quota import NO_QUOTA, Quota, Usage
 from caesar_api.domain.responses import stored_now
 from caesar_api.service.ports import FileSpace, FileStore, PendingUpload
 from caesar_common.ids import is_file_id
@@ -70,17 +73,35 @@ class ReceivedUpload:
     pending: PendingUpload
 
 
+async def admit(files: FileStore, owner: str, quota: Quota) -> Usage | None:
+    """Before any byte is stored: refuse an owner whose quota is full; return the usage.
+
+    ``None`` when there is no quota. With the usage the route stops reading (507) once
+    a file outgrows what is left, instead of storing gigabytes only to refuse them.
+    """
+    if not quota.limited:
+        return None
+    usage = await files.usage(owner)
+    quota.check_room(usage)
+    return usage
+
+
 async def upload(
     received: ReceivedUpload,
     *,
     files: FileStore,
     space: FileSpace,
     read_facts: FactsReader = read_fits_facts,
+    quota: Quota = NO_QUOTA,
+    owner_lock: AbstractAsyncContextManager[object] | None = None,
 ) -> Document:
-    """Check and keep an upload: FITS facts, final name, record with ``FileUploaded``.
+    """Check and keep an upload: FITS facts, quota, final name, record with ``FileUploaded``.
 
-    Returns the stored record. On any failure (not FITS, disk full, database down,
-    client gone) the bytes are removed and nothing is recorded.
+    Returns the stored record. On any failure (not FITS, over a limit, disk full,
+    database down, client gone) the bytes are removed and nothing is recorded.
+    ``owner_lock`` (the owner's, from :class:`~caesar_api.service.upload_gate.UploadGate`)
+    is held from the quota check to the record, so two uploads of one user cannot both
+    pass a check that only one of them fits.
     """
     pending = received.pending
     owner, file_id, ext = received.owner, received.file_id, received.ext
@@ -91,26 +112,37 @@ async def upload(
                 fits_facts = await read_facts(pending.temp)
             except NotFitsError as exc:
                 raise ApiError(400, f"Invalid FITS file {shown(received.filename)}: {exc}") from None
-        with storage_errors():
-            await pending.commit(space.path_of(owner, file_id, ext))
+            except DecompressedTooLargeError as exc:
+                raise ApiError(
+                    413,
+                    str(exc),
+                    details={"decompressed_bytes": exc.declared_bytes, "limit_bytes": exc.limit_bytes},
+                ) from None
+        async with owner_lock if owner_lock is not None else nullcontext():
+            if quota.limited:
+                quota.check_keep(await files.usage(owner), pending.size)
+            with storage_errors():
+                await pending.commit(space.path_of(owner, file_id, ext))
+            stored = StoredUpload(
+                file_id=file_id,
+                owner=owner,
+                filename=received.filename,
+                ext=ext,
+                size_bytes=pending.size,
+                sha256=received.sha256,
+                tag=received.tag,
+                fits=fits_facts,
+            )
+            record, event = new_file_record(stored, stored_now())
+            try:
+                await files.add(record, event)
+            except BaseException:
+                await asyncio.shield(space.remove(owner, file_id, ext))
+                raise
     except BaseException:
+        # Whatever failed, and wherever (a cancelled wait for the lock included): the
+        # temporary file goes; after a commit there is none left and this does nothing.
         await pending.discard()
-        raise
-    stored = StoredUpload(
-        file_id=file_id,
-        owner=owner,
-        filename=received.filename,
-        ext=ext,
-        size_bytes=pending.size,
-        sha256=received.sha256,
-        tag=received.tag,
-        fits=fits_facts,
-    )
-    record, event = new_file_record(stored, stored_now())
-    try:
-        await files.add(record, event)
-    except BaseException:
-        await asyncio.shield(space.remove(owner, file_id, ext))
         raise
     log.info("file uploaded", file_id=file_id, owner=owner, size_bytes=pending.size, ext=ext)
     return record

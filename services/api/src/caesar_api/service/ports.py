@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from caesar_api.adapters.pagination import Page
+from caesar_api.domain.quota import Usage
 from caesar_common.events import FileUploaded, JobSubmitted
 from caesar_common.jobstate import HeldBefore
 from caesar_common.store import Document
@@ -54,6 +55,10 @@ class FileStore(Protocol):
     async def list(self, owner: str, limit: int, after: Document | None) -> Page: ...
 
     async def mark_deleted(self, record: Document) -> bool: ...
+
+    async def usage(self, owner: str) -> Usage:
+        """What the owner's live files take (the quota's figures)."""
+        ...
 
 
 class FileSpace(Protocol):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from caesar_api.adapters.fits import FITS_SIGNATURE, NOT_FITS_START
+from caesar_api.adapters.fits import FITS_SIGNATURE, NOT_FITS_START, read_fits_facts
 from caesar_api.adapters.storage import UploadInProgress
 from caesar_api.auth import AuthError, is_admin
 from caesar_api.auth.identity import TOKEN_CHECK_KEY, TokenCheck
@@ -16,11 +20,14 @@ from caesar_api.dependencies import Dependencies
 from caesar_api.domain.errors import ApiError
 from caesar_api.domain.files import display_name, upload_extension
 from caesar_api.domain.jobs import TAG_MAX
+from caesar_api.domain.quota import Quota, Usage, bytes_quota_exceeded
 from caesar_api.domain.responses import file_record, upload_response
+from caesar_api.entrypoints.limits import BodyPace, read_within
 from caesar_api.entrypoints.routes import V1, Binder
 from caesar_api.entrypoints.routes.paging import next_link, page_params
 from caesar_api.service import files as file_cases
 from caesar_api.service.files import ReceivedUpload, file_not_found, storage_errors
+from caesar_api.settings import ApiSettings
 from caesar_common.ids import is_file_id, new_file_id
 
 # Multipart framing and small text fields around the file part.
@@ -38,13 +45,34 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, f"File too large: the limit is {limit} bytes")
 
 
-async def _read_tag(part: BodyPartReader) -> str:
-    """A small text field, read with a cap so it cannot fill memory."""
+async def _read_small(part: BodyPartReader, cap: int, pace: BodyPace, too_long: Exception) -> bytearray:
+    """A small text part, read with a cap so it cannot fill memory, at the body's pace."""
     data = bytearray()
-    while chunk := await part.read_chunk(4096):
+    while True:
+        async with pace.read():
+            chunk = await part.read_chunk(4096)
+        if not chunk:
+            return data
+        pace.add(len(chunk))
         data += chunk
-        if len(data) > TAG_MAX * 4:
-            raise ApiError(400, f"Invalid tag: longer than {TAG_MAX} characters!")
+        if len(data) > cap:
+            raise too_long
+
+
+async def _skip(part: BodyPartReader, pace: BodyPace, chunk_bytes: int) -> None:
+    """Read past a part nobody needs, at the body's pace (a junk part cannot stall it)."""
+    while True:
+        async with pace.read():
+            chunk = await part.read_chunk(chunk_bytes)
+        if not chunk:
+            return
+        pace.add(len(chunk))
+
+
+async def _read_tag(part: BodyPartReader, pace: BodyPace) -> str:
+    data = await _read_small(
+        part, TAG_MAX * 4, pace, ApiError(400, f"Invalid tag: longer than {TAG_MAX} characters!")
+    )
     try:
         tag = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -54,20 +82,17 @@ async def _read_tag(part: BodyPartReader) -> str:
     return tag
 
 
-async def _read_token(part: BodyPartReader) -> str:
-    """The v1 ``access_token`` form part, read with a cap (a token is a few KB)."""
-    data = bytearray()
-    while chunk := await part.read_chunk(4096):
-        data += chunk
-        if len(data) > MAX_TOKEN_CHARS:
-            raise AuthError("Invalid token: too long")
+async def _read_token(part: BodyPartReader, pace: BodyPace) -> str:
+    """The v1 ``access_token`` form part (a token is a few KB)."""
+    data = await _read_small(part, MAX_TOKEN_CHARS, pace, AuthError("Invalid token: too long"))
     return data.decode("ascii", errors="replace").strip()
 
 
-async def _next_part(reader: MultipartReader) -> BodyPartReader | MultipartReader | None:
+async def _next_part(reader: MultipartReader, pace: BodyPace) -> BodyPartReader | MultipartReader | None:
     """The next part of a multipart body; 400 for a malformed one."""
     try:
-        return await reader.next()
+        async with pace.read():
+            return await reader.next()
     except (ValueError, HttpProcessingError):
         # HttpProcessingError: e.g. a part header line longer than aiohttp accepts.
         raise ApiError(400, "Invalid request data: malformed multipart body!") from None
@@ -84,20 +109,45 @@ class _Received:
     file_id: str = ""
     sha256: str = ""
     upload: UploadInProgress | None = None
+    owner_lock: asyncio.Lock | None = None
+
+
+@dataclass(frozen=True)
+class _Cap:
+    """The most bytes the file part may have, and the error once it has more."""
+
+    limit: int
+    exceeded: Callable[[], ApiError]
+
+
+def _cap(settings: ApiSettings, quota: Quota, usage: Usage | None) -> _Cap:
+    """The upload size limit, or the owner's quota when it leaves less (507, not 413)."""
+    limit = settings.max_upload_bytes
+    left = None if usage is None else quota.bytes_left(usage)
+    if usage is not None and left is not None and left < limit:
+        used = usage.bytes
+        return _Cap(left, lambda: bytes_quota_exceeded(used, quota.max_bytes))
+    return _Cap(limit, lambda: too_large(limit))
 
 
 async def _stream_part(
-    part: BodyPartReader, upload: UploadInProgress, ext: str, limit: int, chunk_bytes: int
+    part: BodyPartReader, upload: UploadInProgress, ext: str, cap: _Cap, chunk_bytes: int, pace: BodyPace
 ) -> str:
     """Stream the file part into ``upload``; return its SHA-256.
 
-    A ``.fits`` that does not start like one is refused at its first bytes, not after
-    gigabytes were written.
+    A ``.fits`` that does not start like one is refused at its first bytes, and a file
+    beyond its cap as soon as it outgrows it, not after gigabytes were written. Every read
+    keeps the body's pace (:class:`BodyPace`).
     """
     head: bytes | None = b"" if ext == "fits" else None
-    while chunk := await part.read_chunk(chunk_bytes):
-        if upload.size + len(chunk) > limit:
-            raise too_large(limit)
+    while True:
+        async with pace.read():
+            chunk = await part.read_chunk(chunk_bytes)
+        if not chunk:
+            break
+        if upload.size + len(chunk) > cap.limit:
+            raise cap.exceeded()
+        pace.add(len(chunk))
         if head is not None:
             head += chunk[: len(FITS_SIGNATURE)]
             if len(head) >= len(FITS_SIGNATURE):
@@ -109,42 +159,48 @@ async def _stream_part(
 
 
 async def _receive(
-    reader: MultipartReader, deps: Dependencies, owner: str, token_check: TokenCheck | None = None
+    reader: MultipartReader,
+    deps: Dependencies,
+    owner: str,
+    slots: AsyncExitStack,
+    token_check: TokenCheck | None = None,
 ) -> _Received:
     """Read every part; the first ``file`` part goes to disk, later ones are skipped.
 
     Reading on to the closing boundary is what proves the file complete: a body that
     ends early makes the reader raise, and the temporary file is dropped. With auth on
     and no Authorization header (``owner`` empty), an ``access_token`` part must come
-    before the file: nothing is written for a caller we do not know.
+    before the file: nothing is written for a caller we do not know. Before the file's
+    first byte is stored the owner gets an upload slot (in ``slots``, held until the
+    upload is kept or dropped; 429 when all are taken) and the quota is checked.
     """
     settings = deps.settings
+    pace = BodyPace(settings.http_body_timeout_s, settings.upload_min_bytes_per_s)
+    quota = quota_of(settings)
     received = _Received(owner=owner)
     try:
-        while (part := await _next_part(reader)) is not None:
+        while (part := await _next_part(reader, pace)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise ApiError(400, "Invalid request data: nested multipart is not accepted!")
             if part.name == "access_token" and token_check is not None and not received.owner:
-                received.owner = (await token_check(await _read_token(part))).owner
+                received.owner = (await token_check(await _read_token(part, pace))).owner
             elif part.name == "tag":
-                received.tag = await _read_tag(part)
+                received.tag = await _read_tag(part, pace)
             elif part.name == "file" and received.upload is None:
                 if not received.owner:
                     raise AuthError("Missing bearer token")
                 owner = received.owner
                 received.filename = display_name(part.filename or "")
                 received.ext = upload_extension(received.filename, settings.allowed_formats)
+                received.owner_lock = await slots.enter_async_context(deps.uploads.slot(owner))
+                cap = _cap(settings, quota, await file_cases.admit(deps.files, owner, quota))
                 received.file_id = new_file_id()
                 received.upload = await deps.storage.begin(owner, received.file_id)
                 received.sha256 = await _stream_part(
-                    part,
-                    received.upload,
-                    received.ext,
-                    settings.max_upload_bytes,
-                    settings.upload_chunk_bytes,
+                    part, received.upload, received.ext, cap, settings.upload_chunk_bytes, pace
                 )
             else:
-                await part.release()
+                await _skip(part, pace, settings.upload_chunk_bytes)
     except BaseException:
         if received.upload is not None:
             await received.upload.discard()
@@ -154,15 +210,20 @@ async def _receive(
     return received
 
 
+def quota_of(settings: ApiSettings) -> Quota:
+    return Quota(max_bytes=settings.user_quota_bytes, max_files=settings.user_quota_files)
+
+
 async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
     """``POST /upload``: stream the file part to disk, then have :func:`file_cases.upload` keep it.
 
     The file is written under a temporary name while SHA-256 and size are computed;
     the use case checks it and records it with its ``FileUploaded`` event. Any failure
-    (client gone, too large, not FITS, database error) removes the file and stores
-    nothing.
+    (client gone or too slow, too large, over quota, not FITS, database error) removes
+    the file and stores nothing.
     """
-    limit = deps.settings.max_upload_bytes
+    settings = deps.settings
+    limit = settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + MULTIPART_OVERHEAD_BYTES:
         raise too_large(limit)
     if not request.content_type.startswith("multipart/"):
@@ -172,23 +233,29 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
     except (KeyError, ValueError):
         raise ApiError(400, "Invalid request data: malformed multipart body!") from None
     token_check = None if owner else request.get(TOKEN_CHECK_KEY)
-    with storage_errors():
-        received = await _receive(reader, deps, owner, token_check)
-    if received.upload is None:
-        raise ApiError(400, "Missing file field in request!")
-    record = await file_cases.upload(
-        ReceivedUpload(
-            owner=received.owner,
-            file_id=received.file_id,
-            filename=received.filename,
-            ext=received.ext,
-            tag=received.tag,
-            sha256=received.sha256,
-            pending=received.upload,
-        ),
-        files=deps.files,
-        space=deps.storage,
-    )
+    async with AsyncExitStack() as slots:
+        with storage_errors():
+            received = await _receive(reader, deps, owner, slots, token_check)
+        if received.upload is None:
+            raise ApiError(400, "Missing file field in request!")
+        record = await file_cases.upload(
+            ReceivedUpload(
+                owner=received.owner,
+                file_id=received.file_id,
+                filename=received.filename,
+                ext=received.ext,
+                tag=received.tag,
+                sha256=received.sha256,
+                pending=received.upload,
+            ),
+            files=deps.files,
+            space=deps.storage,
+            read_facts=functools.partial(
+                read_fits_facts, max_decompressed_bytes=settings.max_decompressed_bytes
+            ),
+            quota=quota_of(settings),
+            owner_lock=received.owner_lock,
+        )
     return web.json_response(upload_response(record))
 
 
@@ -225,7 +292,7 @@ async def download_redirect(request: web.Request, deps: Dependencies, owner: str
     """``GET /download?uuid=`` or ``POST /download`` (form ``uuid``): 302 to the path form."""
     if request.method == "POST":
         try:
-            form = await request.post()
+            form = await read_within(deps.settings.http_body_timeout_s, request.post())
         except (ValueError, AssertionError, HttpProcessingError):
             # e.g. multipart/form-data without a boundary: aiohttp cannot even split it.
             raise ApiError(400, "Invalid request data: malformed form body!") from None

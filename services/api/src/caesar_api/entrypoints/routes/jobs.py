@@ -13,6 +13,7 @@ from caesar_api.dependencies import Dependencies
 from caesar_api.domain.errors import INVALID_REQUEST_DATA, ApiError
 from caesar_api.domain.jobs import parse_job_request
 from caesar_api.domain.responses import job_status, job_summary, not_completed_message, submit_response
+from caesar_api.entrypoints.limits import read_within
 from caesar_api.entrypoints.routes import V1, Binder
 from caesar_api.entrypoints.routes.paging import next_link, page_params
 from caesar_api.service import jobs as job_cases
@@ -31,7 +32,7 @@ def not_ended(exc: JobNotEnded) -> web.Response:
 async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
     """``POST /job``: parse the request, submit the job, answer 202 with its record."""
     try:
-        body = await request.json()
+        body = await read_within(deps.settings.http_body_timeout_s, request.json())
     except (ValueError, RecursionError):
         # RecursionError: JSON nested thousands deep (the decoder recurses per level).
         raise ApiError(400, INVALID_REQUEST_DATA) from None

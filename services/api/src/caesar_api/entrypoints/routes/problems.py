@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -15,7 +16,7 @@ from caesar_api.entrypoints.routes import RouteHandler
 PROBLEM_TYPE: Final = "application/problem+json"
 
 
-def problem(status: int, detail: str, **extra: Any) -> web.Response:
+def problem(status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
     """An RFC 9457 problem details response."""
     body = {
         "type": "about:blank",
@@ -24,7 +25,7 @@ def problem(status: int, detail: str, **extra: Any) -> web.Response:
         "detail": detail,
         **extra,
     }
-    return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
+    return web.json_response(body, status=status, content_type=PROBLEM_TYPE, headers=headers)
 
 
 def with_problems(handler: RouteHandler) -> RouteHandler:
@@ -35,6 +36,6 @@ def with_problems(handler: RouteHandler) -> RouteHandler:
         try:
             return await handler(request, deps, owner)
         except ApiError as exc:
-            return problem(exc.http_status, exc.message)
+            return problem(exc.http_status, exc.message, exc.headers or None, **exc.details)
 
     return wrapped
