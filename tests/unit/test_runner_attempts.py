@@ -289,6 +289,35 @@ async def test_a_slow_attempt_that_finishes_first_withdraws_its_retry(
     assert h.consumer.prefetch == 2  # the withdrawn command holds no slot
 
 
+async def test_a_closed_fence_carries_the_outcome_even_if_the_claim_is_never_written(
+    harness: Callable[..., Harness],
+) -> None:
+    """The runner dies (here: its claim writes fail) after closing the fence: the outcome is
+    already in the fence's outbox, so the scheduler learns it and withdraws the retry that
+    the fence will refuse, instead of waiting for it forever."""
+    h = harness()
+    job_id = new_job_id()
+    await h.runner.start_attempt(command(job_id, attempt=1))
+    await h.executor.wait_started(f"{job_id}:1")
+    real_update = h.claims.update
+    gate = asyncio.Event()
+
+    async def claim_unwritable(*args: object, **kwargs: object) -> bool:
+        gate.set()
+        raise ConnectionError("the runner is gone")
+
+    h.claims.update = claim_unwritable  # type: ignore[method-assign]
+    h.executor.finish(f"{job_id}:1", success())
+    await asyncio.wait_for(gate.wait(), 5)
+    assert h.claims.fences[job_id] == Fence(holder=1, closed=True)
+    assert h.claims.states(job_id)[-1] == (1, "SUCCESS")  # in the fence's outbox
+    assert h.kicks.ids[-1] == job_id  # handed to the relay at once
+    h.claims.update = real_update  # type: ignore[method-assign]
+    await h.settle(f"{job_id}:1")
+    assert h.claims.docs[f"{job_id}:1"]["state"] == "SUCCESS"
+    assert h.claims.states(job_id).count((1, "SUCCESS")) == 1  # the claim adds no second event
+
+
 async def test_a_retry_that_started_first_withdraws_the_slow_outcome(
     harness: Callable[..., Harness],
 ) -> None:

@@ -80,11 +80,14 @@ class FakeClaimStore:
             self.fences[job_id] = Fence(holder=attempt)
         return self.fences[job_id]
 
-    async def close_fence(self, job_id: str, attempt: int) -> Fence:
+    async def close_fence(
+        self, job_id: str, attempt: int, runner_id: str, events: Sequence[Envelope]
+    ) -> Fence:
         self._maybe_fail()
         fence = self.fences.get(job_id)
         if fence is None or fence.holder <= attempt:
             self.fences[job_id] = Fence(holder=attempt, closed=True)
+            self.events.extend(events)  # the fence's outbox: published like a claim's
         return self.fences[job_id]
 
     async def record_cancel(self, job_id: str) -> None:

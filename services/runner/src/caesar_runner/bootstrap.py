@@ -26,7 +26,7 @@ from caesar_runner.settings import RunnerSettings
 
 SERVICE = "runner"
 RUNNER_INDEXES: Mapping[str, Sequence[IndexModel]] = INDEXES
-OUTBOX_COLLECTIONS: Sequence[str] = (CLAIMS,)
+OUTBOX_COLLECTIONS: Sequence[str] = (CLAIMS, FENCES)
 
 
 def runner_config(settings: RunnerSettings, bin_dir: Path | None = None) -> RunnerConfig:
@@ -59,7 +59,10 @@ async def build(
     claims = Claims(runtime.collection(CLAIMS), runtime.collection(CANCELS), runtime.collection(FENCES))
 
     kick = partial(runtime.relay.kick, claims.collection)
-    runner = JobRunner(config, claims, kick, runtime.bus.publish, executor, find_app=find_app)
+    kick_fence = partial(runtime.relay.kick, runtime.collection(FENCES))
+    runner = JobRunner(
+        config, claims, kick, runtime.bus.publish, executor, find_app=find_app, kick_fence=kick_fence
+    )
     runner.subscription = await start_consumers(runtime.bus, runner)
     runtime.spawn(
         run_every(settings.heartbeat_interval_s, runner.send_heartbeat, "heartbeat", first_after_s=0),

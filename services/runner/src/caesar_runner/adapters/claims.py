@@ -76,10 +76,13 @@ class Claims:
         return [d async for d in self.collection.find(query) if "command" in d]
 
     async def unpublished(self, runner_id: str) -> list[tuple[str, int]]:
-        cursor = self.collection.find(
-            {"outbox_pending": True, "runner_id": runner_id}, {"job_id": 1, "attempt": 1}
-        )
-        return [(d["job_id"], int(d["attempt"])) async for d in cursor]
+        """Attempts of this runner whose events wait in a claim's or a fence's outbox."""
+        query = {"outbox_pending": True, "runner_id": runner_id}
+        claims = self.collection.find(query, {"job_id": 1, "attempt": 1})
+        fences = self._fences.find(query, {"holder": 1})
+        return [(d["job_id"], int(d["attempt"])) async for d in claims] + [
+            (d["_id"], int(d["holder"])) async for d in fences
+        ]
 
     async def take_fence(self, job_id: str, attempt: int) -> Fence:
         """A retry takes the job unless an earlier attempt closed it; returns the fence after.
@@ -101,14 +104,21 @@ class Claims:
             return await self._read_fence(job_id, attempt)
         return Fence(holder=attempt)
 
-    async def close_fence(self, job_id: str, attempt: int) -> Fence:
-        """A final outcome closes the job unless a later attempt took it; returns the fence after."""
+    async def close_fence(
+        self, job_id: str, attempt: int, runner_id: str, events: Sequence[Envelope]
+    ) -> Fence:
+        """A final outcome closes the job unless a later attempt took it; returns the fence after.
+
+        The outcome's events go into the fence's own outbox in the same write: once the
+        fence is closed, no retry can start, so the outcome must reach the scheduler even
+        if this runner dies before it writes its claim (it would otherwise wait forever
+        for a retry that is never started). ``runner_id`` and ``attempt`` let the
+        heartbeat list the attempt while its outcome is unpublished.
+        """
+        fields = {"holder": attempt, "closed": True, "runner_id": runner_id, "updated_at": datetime.now(UTC)}
+        update = merge_updates({"$set": fields}, outbox_update(events)) if events else {"$set": fields}
         try:
-            await self._fences.update_one(
-                {"_id": job_id, "holder": {"$lte": attempt}},
-                {"$set": {"holder": attempt, "closed": True, "updated_at": datetime.now(UTC)}},
-                upsert=True,
-            )
+            await self._fences.update_one({"_id": job_id, "holder": {"$lte": attempt}}, update, upsert=True)
         except DuplicateKeyError:
             return await self._read_fence(job_id, attempt)
         return Fence(holder=attempt, closed=True)

@@ -122,8 +122,10 @@ class JobRunner:
         executor: Executor,
         find_app: Callable[[str], App | None] = get_app,
         clock: Callable[[], float] = time.monotonic,
+        kick_fence: Kick | None = None,
     ) -> None:
         self.config = config
+        self._kick_fence = kick_fence or kick
         self._find_app = find_app
         self._clock = clock
         self._last_beat_sent = clock()
@@ -268,19 +270,28 @@ class JobRunner:
         msg = job.message
         event, changes = self._outcome(msg, result, outputs), self._outcome_fields(result)
 
+        carried_by_fence = False
+
         async def record() -> bool:
-            nonlocal event, changes
-            if closes_job(result):
-                fence = await self._claims.close_fence(msg.job_id, msg.attempt)
+            nonlocal event, changes, carried_by_fence
+            if closes_job(result) and not carried_by_fence:
+                # The outcome travels with the fence (one write): see Claims.close_fence.
+                fence = await self._claims.close_fence(
+                    msg.job_id, msg.attempt, self.config.runner_id, [event]
+                )
                 if fence.holder > msg.attempt:  # a retry started first: it owns the job
                     lost = superseded(result, fence.holder)
                     event, changes = self._outcome(msg, lost, []), self._outcome_fields(lost)
+                else:
+                    carried_by_fence = True
+                    self._kick_fence(msg.job_id, [event])
+            claim_events = [] if carried_by_fence else [event]
             for expect in (JobState.RUNNING.value, JobState.STARTED.value):
-                if await self._claims.update(job.key, expect, changes, [event]):
+                if await self._claims.update(job.key, expect, changes, claim_events):
                     return True
             return False
 
-        if await retry_until_done(record, what="terminal state", job_id=msg.job_id):
+        if await retry_until_done(record, what="terminal state", job_id=msg.job_id) and not carried_by_fence:
             self._kick(job.key, [event])
         log.info(
             "job finished",

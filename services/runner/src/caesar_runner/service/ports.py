@@ -49,8 +49,11 @@ class ClaimStore(Protocol):
         """A retry takes the job's fence unless an earlier attempt closed it; the fence after."""
         ...
 
-    async def close_fence(self, job_id: str, attempt: int) -> Fence:
-        """A final outcome closes the fence unless a later attempt took it; the fence after."""
+    async def close_fence(
+        self, job_id: str, attempt: int, runner_id: str, events: Sequence[Envelope]
+    ) -> Fence:
+        """A final outcome closes the fence, its events in the fence's outbox in the same
+        write, unless a later attempt took it; the fence after."""
         ...
 
     async def record_cancel(self, job_id: str) -> None: ...
