@@ -9,18 +9,20 @@ miss when the record moved since it was read.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from caesar_api.adapters.jobs_repo import position_guard
 from caesar_api.adapters.pagination import Page
-from caesar_api.domain.projection import position_of
+from caesar_api.domain.projection import ProjectedMove, position_of
 from caesar_api.domain.quota import Usage
 from caesar_common.events import FileDeleted, FileUploaded, JobCancelRequested, JobSubmitted, Message
 from caesar_common.jobstate import HeldBefore
 from caesar_common.store import Document
+
+POSITION_FIELDS = ("_id", "owner", "attempt", "state", "retryable")
 
 
 def _newest_first(docs: list[Document], time_field: str) -> list[Document]:
@@ -96,6 +98,28 @@ class FakeJobs:
             return False
         stored.update(copy.deepcopy(fields))
         return True
+
+    async def positions(self, job_ids: Iterable[str]) -> dict[str, Document]:
+        return {
+            job_id: {k: v for k, v in self.records[job_id].items() if k in POSITION_FIELDS}
+            for job_id in set(job_ids)
+            if job_id in self.records
+        }
+
+    async def move_many(self, moves: Sequence[ProjectedMove]) -> bool:
+        """As the repository: each move applies only where its guard still holds."""
+        matched = 0
+        for move in moves:
+            stored = self.records.get(move.job_id)
+            if (
+                stored is not None
+                and stored["owner"] == move.owner
+                and position_of(stored) == move.held
+                and ("retryable" in stored) == move.held_retryable_stored
+            ):
+                stored.update(copy.deepcopy(move.fields))
+                matched += 1
+        return matched == len(moves)
 
 
 class FakeFiles:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from caesar_common.bus import runner_pool_queue
 from caesar_common.events import (
@@ -24,7 +29,7 @@ from caesar_scheduler.domain.capacity import CapacityTable
 from caesar_scheduler.domain.phases import DISPATCHED, FINISHED, WAITING
 from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.routing import PoolRule
-from caesar_scheduler.handlers import HANDLERS, SchedulerDeps
+from caesar_scheduler.handlers import HANDLERS, SchedulerDeps, on_batch
 from caesar_scheduler.service.dispatch import dispatch_once
 from tests.unit.fakes.scheduler import FakeJobStore, Kicks, Wakes
 
@@ -294,3 +299,54 @@ async def test_only_a_runners_final_report_withdraws_a_retry(outcome: JobStateCh
     await s.send(outcome, source)
     doc = s.jobs.docs[JOB]
     assert (doc["phase"], doc["attempt"], doc["state"]) == (WAITING, 2, "QUEUED")
+
+
+def _comparable(docs: dict[str, Any]) -> dict[str, Any]:
+    drop = {"updated_at", "queued_at", "submitted_at", "dispatched_at", "sent_at", "outbox", "outbox_pending"}
+    return {j: {k: v for k, v in d.items() if k not in drop} for j, d in docs.items()}
+
+
+REPORTS = st.sampled_from(
+    [
+        (JobState.STARTED, False, RUNNER_SOURCE),
+        (JobState.RUNNING, False, RUNNER_SOURCE),
+        (JobState.SUCCESS, False, RUNNER_SOURCE),
+        (JobState.FAILURE, False, RUNNER_SOURCE),
+        (JobState.FAILURE, True, "monitor"),
+        (JobState.TIMED_OUT, False, "monitor"),
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    reports=st.lists(st.tuples(st.integers(0, 2), REPORTS), max_size=14),
+    cuts=st.sets(st.integers(1, 13)),
+)
+def test_a_batch_of_reports_tracks_what_one_by_one_tracks(
+    reports: list[tuple[int, tuple[JobState, bool, str]]], cuts: set[int]
+) -> None:
+    """Three dispatched jobs, the same reports (any order, duplicates) one by one or in batches."""
+    jobs = [f"{JOB[:-1]}{n}" for n in range(3)]
+
+    async def run() -> tuple[Scheduler, Scheduler]:
+        alone, together = Scheduler(), Scheduler()
+        for s in (alone, together):
+            for job in jobs:
+                await s.send(submitted(job_id=job))
+            await s.send(heartbeat(8))
+            await s.dispatch()
+        envelopes = [
+            Envelope.wrap(reported(state, retryable=retryable).model_copy(update={"job_id": jobs[n]}), source)
+            for n, (state, retryable, source) in reports
+        ]
+        for envelope in envelopes:
+            await alone._route(envelope)
+        bounds = [0, *sorted(c for c in cuts if c < len(envelopes)), len(envelopes)]
+        for start, end in itertools.pairwise(bounds):
+            await on_batch(envelopes[start:end], together.deps)
+        return alone, together
+
+    alone, together = asyncio.run(run())
+    assert _comparable(together.jobs.docs) == _comparable(alone.jobs.docs)
+    assert sorted(together.jobs.states()) == sorted(alone.jobs.states())

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from caesar_common.events import Envelope
 from caesar_common.jobstate import HeldBefore, JobPosition, JobState
 from caesar_common.store import Document
+from caesar_scheduler.domain.advance import PlannedAdvance
 from caesar_scheduler.domain.fairshare import OwnerBacklog
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
+
+
+def _holds(doc: Document, key: str, expected: Any) -> bool:
+    if expected == {"$exists": False}:
+        return key not in doc
+    return key in doc and doc[key] == expected
 
 
 class FakeJobStore:
@@ -28,6 +35,19 @@ class FakeJobStore:
     async def get(self, job_id: str) -> Document | None:
         doc = self.docs.get(job_id)
         return copy.deepcopy(doc) if doc is not None else None
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, Document]:
+        return {j: copy.deepcopy(self.docs[j]) for j in set(job_ids) if j in self.docs}
+
+    async def advance_many(self, moves: Sequence[PlannedAdvance]) -> set[str]:
+        """As the repository: all or nothing is reported, each move applied where its guard holds."""
+        matched = 0
+        for move in moves:
+            doc = self.docs.get(move.job_id)
+            if doc is not None and all(_holds(doc, k, v) for k, v in move.guard.items()):
+                doc.update(copy.deepcopy(move.changes))
+                matched += 1
+        return set() if matched == len(moves) else {m.job_id for m in moves}
 
     async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
         found = [

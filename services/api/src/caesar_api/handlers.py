@@ -6,10 +6,12 @@ pool has a runner); every handler is idempotent, so a redelivered event changes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from caesar_api.dependencies import Dependencies
-from caesar_api.service.projection import apply_job_state
+from caesar_api.service.projection import apply_job_state, apply_job_states_together
 from caesar_common.events import Envelope, JobStateChanged, PoolStatus
-from caesar_common.message_router import HandlerTable
+from caesar_common.message_router import HandlerTable, decode_known, route_by_type
 
 
 async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: Dependencies) -> None:
@@ -26,3 +28,16 @@ HANDLERS: HandlerTable[Dependencies] = {
     JobStateChanged: on_job_state_changed,
     PoolStatus: on_pool_status,
 }
+
+
+async def on_job_states(envelopes: Sequence[Envelope], deps: Dependencies) -> None:
+    """A batch of deliveries: the state changes with one read and one write, the rest one by one."""
+    changes: list[JobStateChanged] = []
+    route = route_by_type(HANDLERS, deps)
+    for envelope in envelopes:
+        message = decode_known(envelope)
+        if isinstance(message, JobStateChanged):
+            changes.append(message)
+        else:
+            await route(envelope)
+    await apply_job_states_together(deps.jobs, changes)

@@ -18,7 +18,7 @@ from caesar_scheduler.adapters.jobs import INDEXES as JOB_INDEXES
 from caesar_scheduler.domain.capacity import CapacityTable
 from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.start import StartPolicy
-from caesar_scheduler.entrypoints.consumer import SCHEDULER_QUEUE, dispatcher
+from caesar_scheduler.entrypoints.consumer import SCHEDULER_QUEUE, batch_dispatcher, dispatcher
 from caesar_scheduler.entrypoints.dispatch_loop import DispatchTrigger
 from caesar_scheduler.handlers import SchedulerDeps
 from caesar_scheduler.service.dispatch import dispatch_once
@@ -137,7 +137,7 @@ async def wire(runtime: ServiceRuntime[SchedulerSettings]) -> SchedulerDeps:
     # Declare the pools' command queues so no RunJob is dropped before a runner exists.
     for pool in deps.pools:
         await runtime.bus.declare(QueueSpec(runner_pool_queue(pool)))
-    await runtime.bus.consume(SCHEDULER_QUEUE, dispatcher(deps), prefetch=32)
+    await runtime.bus.consume(SCHEDULER_QUEUE, dispatcher(deps), prefetch=256, batch=batch_dispatcher(deps))
     runtime.spawn(trigger.run_forever(only_while_leading(lease, dispatch_round(deps))), "dispatcher")
     runtime.spawn(
         run_every(

@@ -7,6 +7,7 @@ kick the outbox relay) and wake the dispatcher when a slot or a job may have app
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,14 +19,14 @@ from caesar_common.events import (
     JobSubmitted,
     RunnerHeartbeat,
 )
-from caesar_common.message_router import HandlerTable
+from caesar_common.message_router import HandlerTable, decode_known, route_by_type
 from caesar_scheduler.domain.capacity import CapacityTable, RunnerSeen
 from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.routing import PoolRule
 from caesar_scheduler.domain.start import StartPolicy
 from caesar_scheduler.service.admission import admit, cancel_waiting
 from caesar_scheduler.service.ports import JobStore, Kick
-from caesar_scheduler.service.progress import track_state
+from caesar_scheduler.service.progress import track_state, track_states_together
 
 
 @dataclass
@@ -76,3 +77,31 @@ HANDLERS: HandlerTable[SchedulerDeps] = {
     JobStateChanged: on_state_changed,
     RunnerHeartbeat: on_heartbeat,
 }
+
+
+async def on_batch(envelopes: Sequence[Envelope], deps: SchedulerDeps) -> None:
+    """A batch of deliveries: submissions admitted together (their inserts share one
+    group commit), runner reports tracked with one read and one write, the rest one by one.
+
+    Reordering across kinds within a batch is safe: each handler already accepts its
+    messages in any order (a cancel may overtake its submission, reports are ranked).
+    """
+    route = route_by_type(HANDLERS, deps)
+    submissions: list[JobSubmitted] = []
+    reports: list[tuple[JobStateChanged, bool]] = []
+    for envelope in envelopes:
+        message = decode_known(envelope)
+        if isinstance(message, JobSubmitted):
+            submissions.append(message)
+        elif isinstance(message, JobStateChanged):
+            reports.append((message, envelope.source == RUNNER_SOURCE))
+        else:
+            await route(envelope)
+    if submissions:
+        admitted = await asyncio.gather(
+            *(admit(m, deps.jobs, deps.kick, pools=deps.pools, rules=deps.rules) for m in submissions)
+        )
+        if any(admitted):
+            deps.wake_dispatcher()
+    if reports and await track_states_together(reports, deps.jobs, deps.kick, deps.retry):
+        deps.wake_dispatcher()

@@ -18,9 +18,17 @@ __all__ = ["TrivialApp"]
 _RUN = OptionGroup("RUN")
 
 # Sleeps, writes a small result file (so outputs are not empty) and exits with the code.
+# While it sleeps it prints the wall clock every 50 ms: the soak proves from these step
+# logs that no two attempts of a job were ever alive at once.
 _SCRIPT: Final = (
     "import sys, time\n"
-    "time.sleep(float(sys.argv[1]))\n"
+    "end = time.time() + float(sys.argv[1])\n"
+    "while True:\n"
+    "    now = time.time()\n"
+    "    print(f'alive {now:.3f}', flush=True)\n"
+    "    if now >= end:\n"
+    "        break\n"
+    "    time.sleep(min(0.05, end - now))\n"
     "open('result.txt', 'w').write('slept ' + sys.argv[1] + ' s\\n')\n"
     "sys.exit(int(sys.argv[2]))\n"
 )

@@ -10,13 +10,15 @@ the MongoDB-wire dev server executes with a scan).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
+from caesar_api.domain.projection import ProjectedMove
 from caesar_common.events import Envelope, JobCancelRequested, JobSubmitted
 from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import HeldBefore
@@ -147,8 +149,35 @@ class JobsRepository:
         """Apply a projected transition if the job's position is one ``held`` matches."""
         for position in held.as_filters():
             result = await self.collection.update_one(
-                {"_id": job_id, "owner": owner, **position}, {"$set": fields}
+                {"_id": job_id, "owner": owner, **position}, {"$set": fields}, hint=BY_ID
             )
             if result.matched_count == 1:
                 return True
         return False
+
+    async def positions(self, job_ids: Iterable[str]) -> dict[str, Document]:
+        """Owner and position of each job (those that exist), in one read."""
+        ids = sorted(set(job_ids))
+        cursor = self.collection.find(
+            {"_id": {"$in": ids}}, {"owner": 1, "attempt": 1, "state": 1, "retryable": 1}
+        )
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def move_many(self, moves: Sequence[ProjectedMove]) -> bool:
+        """Write every planned move in one ``bulk_write``; False if any guard no longer held.
+
+        Each update is guarded by the position its plan read, so a job another writer
+        moved meanwhile is left alone (the caller then applies those events one by one).
+        """
+        operations = []
+        for move in moves:
+            guard: Document = {
+                "_id": move.job_id,
+                "owner": move.owner,
+                "attempt": move.held.attempt,
+                "state": move.held.state.value,
+                "retryable": move.held.retryable if move.held_retryable_stored else {"$exists": False},
+            }
+            operations.append(UpdateOne(guard, {"$set": move.fields}, hint=BY_ID))
+        result = await self.collection.bulk_write(operations, ordered=False)
+        return bool(result.matched_count == len(operations))

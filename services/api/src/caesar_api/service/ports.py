@@ -8,11 +8,13 @@ write, and the repository hands them to the relay right after.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from caesar_api.adapters.pagination import Page
+from caesar_api.domain.projection import ProjectedMove
 from caesar_api.domain.quota import Usage
 from caesar_common.events import FileUploaded, JobSubmitted
 from caesar_common.jobstate import HeldBefore
@@ -38,6 +40,14 @@ class JobStore(Protocol):
 
     async def move_from(self, job_id: str, owner: str, held: HeldBefore, fields: dict[str, Any]) -> bool:
         """Set ``fields`` on the owner's job if its position is one ``held`` matches."""
+        ...
+
+    async def positions(self, job_ids: Iterable[str]) -> dict[str, Document]:
+        """Owner and position (``attempt``, ``state``, ``retryable``) of the jobs that exist."""
+        ...
+
+    async def move_many(self, moves: Sequence[ProjectedMove]) -> bool:
+        """Apply every move whose guard (the position it was planned on) holds; False if one did not."""
         ...
 
 

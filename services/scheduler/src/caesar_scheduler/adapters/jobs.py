@@ -7,11 +7,11 @@ change without its event or an event without its change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -20,6 +20,7 @@ from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import HeldBefore, JobState
 from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import BY_ID, Document
+from caesar_scheduler.domain.advance import PlannedAdvance
 from caesar_scheduler.domain.fairshare import OwnerBacklog
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
 
@@ -67,6 +68,22 @@ class SchedulerJobs:
 
     async def get(self, job_id: str) -> Document | None:
         return await self.collection.find_one({"_id": job_id})
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, Document]:
+        """The jobs that exist among ``job_ids``, in one read (outboxes left out)."""
+        cursor = self.collection.find({"_id": {"$in": sorted(set(job_ids))}}, {"outbox": 0})
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def advance_many(self, moves: Sequence[PlannedAdvance]) -> set[str]:
+        """Write every move in one ``bulk_write``; the jobs to track again one by one.
+
+        Each update is guarded by the record as it was read. If any guard no longer held
+        (another writer moved the job), the batch does not say which, so every job of it
+        is returned: tracking a report again is idempotent.
+        """
+        operations = [UpdateOne({"_id": m.job_id, **m.guard}, {"$set": m.changes}, hint=BY_ID) for m in moves]
+        result = await self.collection.bulk_write(operations, ordered=False)
+        return set() if result.matched_count == len(operations) else {m.job_id for m in moves}
 
     async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
         """Up to ``limit`` jobs of ``pool`` still waiting that were queued before the instant."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from caesar_common.bus import Handler, QueueSpec
+from functools import partial
+
+from caesar_common.bus import BatchHandler, Handler, QueueSpec
 from caesar_common.message_router import route_by_type
-from caesar_scheduler.handlers import HANDLERS, SchedulerDeps
+from caesar_scheduler.handlers import HANDLERS, SchedulerDeps, on_batch
 
 # QUEUED/HELD are the scheduler's own events: not bound, so they never come back.
 SCHEDULER_QUEUE = QueueSpec(
@@ -26,3 +28,8 @@ SCHEDULER_QUEUE = QueueSpec(
 
 def dispatcher(deps: SchedulerDeps) -> Handler:
     return route_by_type(HANDLERS, deps)
+
+
+def batch_dispatcher(deps: SchedulerDeps) -> BatchHandler:
+    """Deliveries taken together: a backlog costs a few bulk writes per batch."""
+    return partial(on_batch, deps=deps)

@@ -8,7 +8,7 @@ publish a job document's pending events now.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ from caesar_common.events import Envelope
 from caesar_common.jobstate import HeldBefore
 from caesar_common.outbox import Kick as Kick
 from caesar_common.store import Document
+from caesar_scheduler.domain.advance import PlannedAdvance
 from caesar_scheduler.domain.fairshare import OwnerBacklog
 
 
@@ -23,6 +24,12 @@ class JobStore(Protocol):
     """The scheduler's jobs; every change is guarded and carries its events (outbox)."""
 
     async def get(self, job_id: str) -> Document | None: ...
+
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, Document]: ...
+
+    async def advance_many(self, moves: Sequence[PlannedAdvance]) -> set[str]:
+        """Apply the planned moves, each guarded by the record read; the jobs to redo one by one."""
+        ...
 
     async def waiting_before(self, pool: str, queued_before: datetime, limit: int) -> list[Document]:
         """Up to ``limit`` jobs of ``pool`` still waiting that were queued before the instant."""

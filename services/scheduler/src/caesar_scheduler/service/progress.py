@@ -10,6 +10,7 @@ from caesar_common.events import Envelope, JobStateChanged
 from caesar_common.jobstate import HeldBefore, JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
 from caesar_scheduler.domain.admission import reported_by_runner
+from caesar_scheduler.domain.advance import advance_changes, plan_advances
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
 from caesar_scheduler.domain.retry import GiveUp, Retry, RetryPolicy, withdraws_retry
 from caesar_scheduler.service.events import state_event
@@ -37,14 +38,7 @@ async def track_state(
         if not supersedes(msg.position, held):
             return False
         return await retry_or_give_up(doc, msg.reason, jobs, kick, policy)
-    changes: dict[str, Any] = {
-        "state": msg.state.value,
-        "retryable": msg.retryable,
-        "updated_at": datetime.now(UTC),
-    }
-    if is_terminal(msg.state):
-        changes["phase"] = FINISHED
-        changes["reason"] = msg.reason
+    changes = advance_changes(msg, datetime.now(UTC))
     # One guarded write, no read: runners report the attempt the scheduler opened, so
     # only a held position of the same attempt can be superseded (a stale attempt's
     # report matches nothing).
@@ -148,3 +142,23 @@ async def retry_or_give_up(
         kick(doc["_id"], [*failed, event])
         return True
     return False
+
+
+async def track_states_together(
+    reports: Sequence[tuple[JobStateChanged, bool]], jobs: JobStore, kick: Kick, policy: RetryPolicy
+) -> bool:
+    """A batch of ``(report, from_runner)`` with one read and one write for the plain moves.
+
+    Returns whether a slot was freed. Jobs with a report that needs more than a move (see
+    :mod:`caesar_scheduler.domain.advance`), or whose write lost to another writer, are
+    tracked one report at a time, in order.
+    """
+    messages = [msg for msg, _ in reports]
+    plan = plan_advances(await jobs.get_many({m.job_id for m in messages}), messages, datetime.now(UTC))
+    lost = await jobs.advance_many(plan.moves) if plan.moves else set()
+    freed = any(m.frees_slot for m in plan.moves if m.job_id not in lost)
+    again = {m.job_id for m in plan.one_by_one} | lost
+    for msg, from_runner in reports:
+        if msg.job_id in again:
+            freed = await track_state(msg, jobs, kick, policy, from_runner=from_runner) or freed
+    return freed
