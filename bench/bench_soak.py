@@ -279,10 +279,10 @@ def main() -> int:
         ["faults", ", ".join(f"{k} {v}" for k, v in sorted(result["faults"].items()))],
         ["submit -> terminal p50 / p99 (s)", f"{fmt(result['p50_s'], 2)} / {fmt(result['p99_s'], 2)}"],
         ["total time (s)", fmt(result["total_s"])],
-        ["load average (1, 5 min)", result["load"]],
+        ["load average (1, 5, 15 min)", ", ".join(str(x) for x in result["load"])],
     ]
-    print(markdown_table(["soak", "value"], rows))
     write_result("soak", result)
+    print(markdown_table(["soak", "value"], rows))
     bad = (
         result["lost"]
         or result["stuck"]

@@ -30,7 +30,8 @@ FENCES = "fences"
 
 INDEXES = {
     CLAIMS: [
-        IndexModel([("job_id", ASCENDING)], name="job_id"),
+        # Only what the runner queries (its open claims); no ``job_id`` index: nothing
+        # looks claims up by job but operators, and every claim write would maintain it.
         IndexModel([("runner_id", ASCENDING), ("state", ASCENDING)], name="runner_state"),
     ],
     CANCELS: [],

@@ -38,8 +38,9 @@ COLLECTION = "jobs"
 
 INDEXES = {
     COLLECTION: [
-        IndexModel([("phase", ASCENDING), ("queued_at", ASCENDING)], name="phase_queued"),
-        # One owner's oldest ready jobs in a pool, already in (queued_at, _id) order; its
+        # No separate (phase, queued_at) index: every job write rewrites the entries of
+        # each index holding ``phase``, and this one's ``phase`` prefix serves the backlog
+        # count as well. One owner's oldest ready jobs in a pool, already in (queued_at, _id) order; its
         # prefix also serves the per-pool and per-owner counts. A new name: MongoDB refuses
         # to redefine the keys of an existing index (the older phase_pool_owner is a prefix).
         IndexModel(
