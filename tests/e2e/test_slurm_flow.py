@@ -45,6 +45,7 @@ def slurm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         CAESAR_POOLS='["local", "slurm"]',
         CAESAR_SLURM_MIN_IMAGE_BYTES=str(SLURM_MIN_IMAGE_BYTES),
         CAESAR_SLURM_TOKEN=token,
+        CAESAR_SLURM_USER="root",  # the test cluster's slurmd runs as root; no default exists
         CAESAR_SLURM_POLL_INTERVAL_S="0.5",
         CAESAR_HEARTBEAT_INTERVAL_S="1",
         # Runners of other pools are declared lost after 6 s; Slurm keeps its own 900 s.

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import aio_pika
 from prometheus_client import REGISTRY
 
-from caesar_common.bus import Bus, QueueSpec
+from caesar_common.bus import Bus, QueueSpec, Rejected
 from caesar_common.deadletters import depths, list_dead_letters, replay
 from caesar_common.events import Envelope, RunnerHeartbeat
 from caesar_monitor.bootstrap import refresh_dead_letters
@@ -63,6 +63,40 @@ async def test_poison_message_is_listed_and_replayed(amqp_url: str) -> None:
     finally:
         await connection.close()
         await failing.close()
+
+
+async def test_a_refused_message_is_dead_lettered_at_once_with_its_reason(amqp_url: str) -> None:
+    """A handler raising ``Rejected`` (a forged command): no retry, no redelivery; the copy
+    in the dead-letter queue says why, and can still be replayed to its queue."""
+    spec = QueueSpec("runner.local")
+    bus = Bus(amqp_url, "runner")
+    await bus.connect()
+    calls: list[str] = []
+
+    async def refusing(envelope: Envelope) -> None:
+        calls.append(envelope.id)
+        raise Rejected("invalid RunJob: '../x' is not a job id")
+
+    await bus.consume(spec, refusing, prefetch=1)
+    beat = Envelope.wrap(
+        RunnerHeartbeat(runner_id="r", pool="local", slots_total=1, slots_free=1, sent_at=datetime.now(UTC)),
+        "scheduler",
+    )
+    await bus.publish(beat, to_queue="runner.local")
+    connection = await aio_pika.connect(amqp_url)
+    try:
+
+        async def dead_lettered() -> bool:
+            return bool((await depths(connection, ["runner.local"])).get("runner.local"))
+
+        await eventually(dead_lettered, what="the refused message dead-lettered")
+        assert calls == [beat.id]  # handled once: refused, not retried
+        [letter] = await list_dead_letters(connection, ["runner.local"])
+        assert (letter.origin_queue, letter.message_id) == ("runner.local", beat.id)
+        assert letter.reason == "refused: invalid RunJob: '../x' is not a job id"
+    finally:
+        await connection.close()
+        await bus.close()
 
 
 def test_cli_lists_dead_letters(amqp_url: str) -> None:

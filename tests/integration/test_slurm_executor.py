@@ -124,6 +124,7 @@ async def start_runner(
             heartbeat_interval_s=0.5,
             executor="slurm",
             slurm_url=SLURM_URL,
+            slurm_user="root",
             slurm_token=token,
             slurm_poll_interval_s=0.5,
             slurm_max_poll_interval_s=2.0,
@@ -324,6 +325,7 @@ async def test_forged_token_is_refused_and_reported(
             final = await tap.wait_for(terminal(job_id), 60)
     finally:
         await stop(forged_runner)
-    assert final.data["state"] == "ABORTED"
+    # An expired or wrong token is ours to fix, not the job's: retryable, and counted.
+    assert (final.data["state"], final.data["retryable"]) == ("FAILURE", True)
     assert "Slurm refused the JWT of user root" in final.data["reason"]
     assert await slurm_jobs_of(slurm, job_id) == []

@@ -11,6 +11,7 @@ import pytest
 from caesar_common.apps.base import App
 from caesar_common.apps.registry import get_app
 from caesar_common.apps.trivial import TrivialApp
+from caesar_common.bus import Rejected
 from caesar_common.events import Envelope, InputFile, RunJob
 from caesar_common.ids import new_job_id
 from caesar_common.jobstate import JobState
@@ -143,11 +144,6 @@ async def test_a_cancel_that_arrived_first_closes_the_attempt_unrun(harness: Cal
             command(new_job_id()).model_copy(update={"input": InputFile(file_id="e" * 32, ext="fits")}),
             "is missing",
         ),
-        # A forged file id that would walk into another user's directory is never looked up.
-        (
-            command(new_job_id()).model_copy(update={"input": InputFile(file_id="../bob/x", ext="fits")}),
-            "invalid command",
-        ),
     ],
 )
 async def test_an_attempt_that_cannot_run_here_is_aborted_for_good(
@@ -159,6 +155,46 @@ async def test_an_attempt_that_cannot_run_here_is_aborted_for_good(
     assert event.data["state"] == "ABORTED"
     assert reason in event.data["reason"]
     assert event.data["retryable"] is False
+    assert h.executor.started == []
+
+
+FORGED = [
+    pytest.param({"input": InputFile(file_id="../bob/x", ext="fits")}, "not a file id", id="file-id"),
+    pytest.param({"input": InputFile(file_id="f" * 32, ext="fits/../../x")}, "extension", id="ext"),
+    pytest.param({"job_id": "../../etc"}, "not a job id", id="job-id"),
+    pytest.param({"owner": "../bob"}, "owner", id="owner"),
+]
+
+
+@pytest.mark.parametrize(("forged", "why"), FORGED)
+async def test_a_forged_command_is_refused_unclaimed_and_unreported(
+    harness: Callable[..., Harness], forged: dict[str, object], why: str
+) -> None:
+    """Ids that would walk out of their roots: the command goes to the dead-letter queue
+    with the reason (``Rejected``); nothing is claimed, run or reported, no slot is kept."""
+    h = harness()
+    msg = command(new_job_id()).model_copy(update=forged)
+    with pytest.raises(Rejected, match=why):
+        await h.runner.start_attempt(msg)
+    assert h.claims.docs == {}
+    assert h.claims.events == []
+    assert h.executor.started == []
+    assert h.runner._free._value == 2  # the slot taken for the command is free again
+
+
+async def test_an_input_that_leads_out_of_its_owners_directory_is_refused(
+    harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    """A symlink planted where alice's upload should be, pointing at bob's file."""
+    h = harness()
+    bob = tmp_path / "data" / "bob"
+    bob.mkdir()
+    (bob / f"{'b' * 32}.fits").write_bytes(b"SIMPLE")
+    (tmp_path / "data" / OWNER / f"{'c' * 32}.fits").symlink_to(bob / f"{'b' * 32}.fits")
+    msg = command(new_job_id()).model_copy(update={"input": InputFile(file_id="c" * 32, ext="fits")})
+    with pytest.raises(Rejected, match="leads out of"):
+        await h.runner.start_attempt(msg)
+    assert h.claims.docs == {}
     assert h.executor.started == []
 
 

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from caesar_common.apps.base import Step
 from caesar_common.jobstate import JobState
@@ -275,14 +277,39 @@ def test_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
     assert TokenSource("fixed").get() == "fixed"
 
 
+def slurm_settings(**fields: Any) -> RunnerSettings:
+    return RunnerSettings(executor="slurm", slurm_user="caesar", **fields)
+
+
 def test_pool_follows_the_executor() -> None:
-    assert RunnerSettings(executor="slurm").pool == "slurm"
+    assert slurm_settings().pool == "slurm"
     assert RunnerSettings().pool == "local"
-    assert RunnerSettings(executor="slurm", pool="big").pool == "big"
+    assert slurm_settings(pool="big").pool == "big"
     assert RunnerSettings().slurm_api_version == "v0.0.38"
 
 
+def test_the_slurm_user_has_no_default() -> None:
+    """Jobs never run as root because a setting was forgotten."""
+    with pytest.raises(ValidationError, match="CAESAR_SLURM_USER is required"):
+        RunnerSettings(executor="slurm")
+    assert RunnerSettings().slurm_user == ""  # the local executor does not need one
+
+
+def test_a_refused_token_is_read_again(tmp_path: Path) -> None:
+    """Rotated within the file's mtime granularity: only a refusal makes us read it again."""
+    path = tmp_path / "token"
+    path.write_text("expired\n")
+    os.utime(path, (5, 5))
+    tokens = TokenSource(token_file=path)
+    assert tokens.get() == "expired"
+    path.write_text("fresh\n")
+    os.utime(path, (5, 5))
+    assert tokens.get() == "expired"  # unchanged as far as the mtime tells
+    tokens.forget()
+    assert tokens.get() == "fresh"
+
+
 def test_a_slurm_runner_keeps_its_id_across_restarts() -> None:
-    assert RunnerSettings(executor="slurm").runner_id == RunnerSettings(executor="slurm").runner_id
-    assert RunnerSettings(executor="slurm").runner_id.endswith("-slurm")
-    assert RunnerSettings(executor="slurm", runner_id="r1").runner_id == "r1"
+    assert slurm_settings().runner_id == slurm_settings().runner_id
+    assert slurm_settings().runner_id.endswith("-slurm")
+    assert slurm_settings(runner_id="r1").runner_id == "r1"

@@ -57,6 +57,19 @@ MESSAGES_CONSUMED = Counter(
 )
 
 
+REASON_HEADER = "x-caesar-reason"
+"""Why a handler refused a message (:class:`Rejected`), on its copy in the dead-letter queue."""
+
+
+class Rejected(Exception):
+    """Raised by a handler for a message that must never be handled (a forged command).
+
+    Not retried: the message goes to its queue's dead-letter queue at once, with the
+    reason in the ``x-caesar-reason`` header, where an operator (``deadletters list``)
+    sees why.
+    """
+
+
 def runner_pool_queue(pool: str) -> str:
     """Name of the command queue of an executor pool (``runner.local``, ``runner.slurm``)."""
     return f"runner.{pool}"
@@ -358,6 +371,10 @@ class Bus:
                 span.set_attribute("caesar.subject", envelope.subject)
                 try:
                     await handler(envelope)
+                except Rejected as exc:
+                    span.record_exception(exc)
+                    await self._dead_letter(queue, message, str(exc))
+                    return
                 except ValidationError as exc:
                     # The payload does not fit its schema: retrying cannot help.
                     span.record_exception(exc)
@@ -393,6 +410,36 @@ class Bus:
         )
         MESSAGES_CONSUMED.labels(queue, "failed").inc()
         await message.nack(requeue=True)
+
+    async def _dead_letter(self, queue: str, message: AbstractIncomingMessage, reason: str) -> None:
+        """Move a refused message to ``<queue>.dlq`` with its reason, then ack it.
+
+        Published (with a confirm) through the dead-letter exchange, as the broker would
+        dead-letter it, but with the reason attached; if that fails, a plain reject still
+        dead-letters it, only without the reason.
+        """
+        log.error(
+            "message refused and dead-lettered", queue=queue, message_id=message.message_id, reason=reason
+        )
+        MESSAGES_CONSUMED.labels(queue, "rejected").inc()
+        copy = aio_pika.Message(
+            body=message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            app_id=message.app_id,
+            headers={**(message.headers or {}), REASON_HEADER: reason[:1000]},
+        )
+        try:
+            exchange = await self._channel().get_exchange(DEAD_LETTER_EXCHANGE)
+            await exchange.publish(copy, routing_key=queue, timeout=self._publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the reject below still dead-letters it
+            log.warning("refused message copied without its reason", queue=queue, error=repr(exc))
+            await message.reject(requeue=False)
+            return
+        await message.ack()
 
     def _taken(self) -> None:
         self._in_hand += 1

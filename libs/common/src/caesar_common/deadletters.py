@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from caesar_common.bus import runner_pool_queue
+from caesar_common.bus import REASON_HEADER, runner_pool_queue
 from caesar_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -55,6 +55,10 @@ class DeadLetter:
 
 
 def _origin(message: AbstractIncomingMessage, dlq: str) -> tuple[str, str, int]:
+    refused = message.headers.get(REASON_HEADER)
+    if refused:  # refused by its handler and copied here with the reason (bus.Rejected)
+        text = refused.decode() if isinstance(refused, bytes) else str(refused)
+        return dlq.removesuffix(DLQ_SUFFIX), f"refused: {text}", 1
     deaths = message.headers.get("x-death") or []
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
         first = deaths[0]

@@ -65,6 +65,7 @@ __all__ = [
     "private_temp_name",
     "read_manifest",
     "staged_input_name",
+    "stays_inside",
     "superseding_attempt",
     "upload_path",
     "upload_temp_path",
@@ -128,6 +129,19 @@ def owner_data_dir(data_root: Path, owner: str) -> Path:
 def staged_input_name(file_id: str, ext: str) -> str:
     """``<file_id>.<ext>``: the stored upload's name, and its link's name in a job directory."""
     return f"{_file_id(file_id)}.{_ext(ext)}"
+
+
+def stays_inside(root: Path, path: Path) -> Path:
+    """``path`` with every symlink resolved, if that is still under ``root`` (resolved too).
+
+    Ids are checked against their patterns before any path is built, but a path may still
+    leave its root through a symlink on the way (planted on the file system, or a shared
+    storage mounted oddly): whatever reads or writes for a user goes through this first.
+    """
+    real_root, real = root.resolve(), path.resolve()
+    if not real.is_relative_to(real_root):
+        raise LayoutError(f"{path} leads out of {root}")
+    return real
 
 
 def upload_path(data_root: Path, owner: str, file_id: str, ext: str) -> Path:

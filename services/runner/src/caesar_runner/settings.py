@@ -56,7 +56,12 @@ class RunnerSettings(ServiceSettings):
     # -- Slurm executor (executor=slurm) ---------------------------------------------------
     slurm_url: str = Field("http://127.0.0.1:6820", title="slurmrestd base URL")
     slurm_api_version: str = Field("v0.0.38", title="slurmrestd OpenAPI version (22.05: v0.0.38)")
-    slurm_user: str = Field("root", title="Slurm user the jobs run as (X-SLURM-USER-NAME)")
+    slurm_user: str = Field(
+        "",
+        title="Slurm user the jobs run as (X-SLURM-USER-NAME)",
+        description="Required with executor=slurm, and no default: jobs must never run as root "
+        "because a setting was forgotten.",
+    )
     slurm_token: SecretStr = Field(SecretStr(""), title="JWT for slurmrestd (scontrol token)")
     slurm_token_file: Path | None = Field(
         None, title="File holding the JWT; re-read when it changes (takes precedence over slurm_token)"
@@ -74,6 +79,8 @@ class RunnerSettings(ServiceSettings):
         """A Slurm runner serves ``runner.slurm`` and keeps its id unless told otherwise."""
         if not self.pool:
             self.pool = self.executor
+        if self.executor == "slurm" and not self.slurm_user:
+            raise ValueError("CAESAR_SLURM_USER is required with the slurm executor (there is no default)")
         if self.executor == "slurm" and "runner_id" not in self.model_fields_set:
             # Stable across restarts (not host-pid): a restarted Slurm runner finds the
             # claims of the jobs it left running on the cluster and resumes them.

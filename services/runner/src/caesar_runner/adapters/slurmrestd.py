@@ -168,6 +168,10 @@ class TokenSource:
     token_file: Path | None = None
     _cached: tuple[float, str] = field(default=(0.0, ""), repr=False)
 
+    def forget(self) -> None:
+        """Read the file again next time (after a refusal, even if its mtime looks unchanged)."""
+        self._cached = (0.0, "")
+
     def get(self) -> str:
         if self.token_file is None:
             return self.token
@@ -217,6 +221,10 @@ class SlurmRestClient:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
+
+    def forget_token(self) -> None:
+        """The token was refused: read it again on the next request."""
+        self._tokens.forget()
 
     async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         if self._session is None or self._session.closed:

@@ -40,8 +40,6 @@ class ClaimFacts:
     executor_kind: str
     input_exists: bool
     canceled: bool
-    bad_path: str = ""
-    """Why the command's ids cannot name a path (a forged ``../`` id), or ``""``."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,6 @@ def refusal(msg: RunJob, facts: ClaimFacts) -> str:
     These are not retryable: another attempt would meet the same unknown app, the same
     missing input or the same invalid parameters.
     """
-    if facts.bad_path:
-        return f"invalid command: {facts.bad_path}"
     if facts.app is None:
         return f"unknown app {msg.app}"
     if facts.executor_kind not in facts.app.executors:

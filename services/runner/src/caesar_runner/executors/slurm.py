@@ -32,6 +32,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from caesar_common.jobstate import JobState
 from caesar_common.logging import get_logger
 from caesar_runner.adapters.slurmrestd import (
@@ -46,6 +48,11 @@ from caesar_runner.domain.process import sanitised_environment
 from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
 
 log = get_logger(__name__)
+
+SLURM_AUTH_FAILURES = Counter(
+    "caesar_slurm_auth_failures_total",
+    "Submissions slurmrestd refused for the runner's credentials (expired or wrong token)",
+)
 
 EXIT_RECORD = "slurm-exit.json"
 SCRIPT_FILE = "slurm-job.sh"
@@ -473,9 +480,13 @@ class SlurmExecutor:
         try:
             slurm_id = await self._find_or_submit(spec, cancel)
         except SlurmAuthError as exc:
-            return self._result(
-                t0, Outcome(JobState.ABORTED, None, f"Slurm refused the runner's credentials: {exc}")
-            )
+            # Usually an expired token: ours to fix, not the job's. Retryable (the next
+            # attempt reads the token again, so a rotated file is picked up), counted so
+            # an operator is alerted before the retries run out.
+            SLURM_AUTH_FAILURES.inc()
+            self._client.forget_token()
+            reason = f"Slurm refused the runner's credentials (an expired token?): {exc}"
+            return self._result(t0, Outcome(JobState.FAILURE, None, reason, True))
         except SlurmUnavailable as exc:
             return self._result(
                 t0, Outcome(JobState.FAILURE, None, f"could not submit to Slurm: {exc}", True)

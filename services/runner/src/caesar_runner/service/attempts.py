@@ -25,6 +25,7 @@ from prometheus_client import Gauge
 
 from caesar_common.apps import get_app
 from caesar_common.apps.base import App, PlanContext
+from caesar_common.bus import Rejected
 from caesar_common.events import (
     RUNNER_SOURCE,
     Envelope,
@@ -39,6 +40,9 @@ from caesar_common.layout import (
     MANIFEST_NAME,
     LayoutError,
     job_dir,
+    owner_data_dir,
+    owner_jobs_dir,
+    stays_inside,
     superseding_attempt,
     upload_path,
     write_manifest,
@@ -212,6 +216,7 @@ class JobRunner:
         all and closed the job, or a later attempt holds it, nothing is claimed or
         reported (the scheduler withdraws the retry when the true outcome reaches it).
         """
+        input_path = self._checked_input(msg)
         fence = await self._claims.take_fence(msg.job_id, msg.attempt)
         verdict = admission(fence, msg.attempt)
         if verdict is not Admission.ADMITTED:
@@ -223,17 +228,11 @@ class JobRunner:
                 holder=fence.holder,
             )
             return None
-        try:
-            job_dir(self.config.jobs_root, msg.owner, msg.job_id)
-            input_exists, bad_path = self._input(msg).is_file(), ""
-        except LayoutError as exc:  # ids that would walk out of the roots: never run
-            input_exists, bad_path = False, str(exc)
         facts = ClaimFacts(
             app=self._find_app(msg.app),
             executor_kind=self.executor.kind,
-            input_exists=input_exists,
+            input_exists=input_path.is_file(),
             canceled=await self._claims.is_canceled(msg.job_id),
-            bad_path=bad_path,
         )
         decision = decide_claim(msg, facts)
         doc = claim_document(
@@ -248,6 +247,27 @@ class JobRunner:
 
     def _input(self, msg: RunJob) -> Path:
         return upload_path(self.config.data_root, msg.owner, msg.input.file_id, msg.input.ext)
+
+    def _checked_input(self, msg: RunJob) -> Path:
+        """The input's path, if the command's ids are well formed and stay in their roots.
+
+        A command that fails this was not sent by our scheduler (ids are checked at the
+        api) or points through a planted symlink: it names no job we can report on, so it
+        is refused to the dead-letter queue with the reason, never run and never reported.
+        The owner's own directory is the file's record here: an upload is only found
+        where its owner's uploads are kept.
+        """
+        try:
+            owner_jobs = owner_jobs_dir(self.config.jobs_root, msg.owner)
+            stays_inside(self.config.jobs_root, job_dir(self.config.jobs_root, msg.owner, msg.job_id))
+            path = self._input(msg)
+            if path.exists() or path.is_symlink():
+                stays_inside(owner_data_dir(self.config.data_root, msg.owner), path)
+            if owner_jobs.exists():
+                stays_inside(self.config.jobs_root, owner_jobs)
+        except LayoutError as exc:
+            raise Rejected(f"invalid RunJob for job {msg.job_id!r}: {exc}") from None
+        return path
 
     async def _run(self, job: RunningAttempt) -> None:
         msg = job.message
