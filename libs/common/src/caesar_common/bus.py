@@ -70,6 +70,21 @@ class Rejected(Exception):
     """
 
 
+def resent(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """A persistent copy of a delivered message (body and properties) with ``headers``:
+    what is published when a message is moved between queues (dead-lettered, replayed)."""
+    return aio_pika.Message(
+        body=message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+    )
+
+
 def runner_pool_queue(pool: str) -> str:
     """Name of the command queue of an executor pool (``runner.local``, ``runner.slurm``)."""
     return f"runner.{pool}"
@@ -422,16 +437,7 @@ class Bus:
             "message refused and dead-lettered", queue=queue, message_id=message.message_id, reason=reason
         )
         MESSAGES_CONSUMED.labels(queue, "rejected").inc()
-        copy = aio_pika.Message(
-            body=message.body,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            timestamp=message.timestamp,
-            app_id=message.app_id,
-            headers={**(message.headers or {}), REASON_HEADER: reason[:1000]},
-        )
+        copy = resent(message, {**(message.headers or {}), REASON_HEADER: reason[:1000]})
         try:
             exchange = await self._channel().get_exchange(DEAD_LETTER_EXCHANGE)
             await exchange.publish(copy, routing_key=queue, timeout=self._publish_timeout_s)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
-from caesar_common.bus import REASON_HEADER, runner_pool_queue
+from caesar_common.bus import REASON_HEADER, resent, runner_pool_queue
 from caesar_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -149,19 +149,7 @@ async def replay(connection: AbstractConnection, queue: str, *, limit: int = 100
                 break
             origin, _, _ = _origin(message, dlq.name)
             headers = {k: v for k, v in message.headers.items() if not k.startswith("x-")}
-            await channel.default_exchange.publish(
-                aio_pika.Message(
-                    body=message.body,
-                    headers=headers,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=message.message_id,
-                    type=message.type,
-                    app_id=message.app_id,
-                    timestamp=message.timestamp,
-                ),
-                routing_key=origin or queue,
-            )
+            await channel.default_exchange.publish(resent(message, headers), routing_key=origin or queue)
             await message.ack()
             moved += 1
         return moved

@@ -41,7 +41,6 @@ from caesar_common.layout import (
     LayoutError,
     job_dir,
     owner_data_dir,
-    owner_jobs_dir,
     stays_inside,
     superseding_attempt,
     upload_path,
@@ -258,13 +257,11 @@ class JobRunner:
         where its owner's uploads are kept.
         """
         try:
-            owner_jobs = owner_jobs_dir(self.config.jobs_root, msg.owner)
+            # Resolving the job's directory follows a symlink at the owner's level too.
             stays_inside(self.config.jobs_root, job_dir(self.config.jobs_root, msg.owner, msg.job_id))
             path = self._input(msg)
             if path.exists() or path.is_symlink():
                 stays_inside(owner_data_dir(self.config.data_root, msg.owner), path)
-            if owner_jobs.exists():
-                stays_inside(self.config.jobs_root, owner_jobs)
         except LayoutError as exc:
             raise Rejected(f"invalid RunJob for job {msg.job_id!r}: {exc}") from None
         return path
