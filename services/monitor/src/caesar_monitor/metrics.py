@@ -3,7 +3,9 @@
 ``caesar_jobs{state}`` is *recounted* from the timelines collection (one indexed count
 per state) rather than maintained with inc/dec on transitions: a counted gauge is right
 after a restart, with several monitor replicas, and after a missed or duplicated event,
-whereas an incremental one drifts and starts from zero in every process. The histograms
+whereas an incremental one drifts and starts from zero in every process. The counts are
+taken state after state, not as one snapshot: a job that moves during a recount may be
+counted in two states until the next one (``metrics_interval_s`` later). The histograms
 are observed exactly once per transition, by the process whose guarded write applied it.
 """
 
