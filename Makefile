@@ -5,10 +5,13 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
 
-.PHONY: help install up down test test-unit test-fuzz lint format typecheck bench status logs clean
+.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+secrets: ## random credentials for docker compose: .env and deploy/rabbitmq/definitions.json (kept if present)
+	python3 scripts/credentials.py compose
 
 install: ## install RabbitMQ, uv, secantusdb and the project venv
 	scripts/infra.sh install

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 from astropy.io import fits
@@ -32,12 +31,22 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from caesar_testkit.devstack import SERVICES, Stack
+from caesar_testkit.infra import (
+    INFRA,
+    Vhost,
+    admin_mongo_url,
+    database_users,
+    drop_databases,
+    rabbitmqctl,
+)
+
+__all__ = ["INFRA", "rabbitmqctl"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
-INFRA = REPO / "scripts" / "infra.sh"
-AMQP_URL = os.environ.get("CAESAR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-MONGO_URL = os.environ.get("CAESAR_MONGO_URL", "mongodb://127.0.0.1:27017/?retryWrites=false")
+# The administrators of the local broker and database; each stack's services get their
+# own users with a deployment's privileges (caesar_testkit.infra).
+MONGO_URL = admin_mongo_url()
 
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED", "ABORTED"})
 FITS_BLOCK = 2880
@@ -59,46 +68,6 @@ OLD_LABEL = "vs old caesar-rest (reference figures)"
 
 
 # --------------------------------------------------------------------------- infrastructure
-
-
-def rabbitmqctl(*args: str) -> str:
-    """``rabbitmqctl`` against the project's broker node, through the infra script."""
-    result = subprocess.run(
-        [str(INFRA), "ctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60
-    )
-    return result.stdout
-
-
-def url_with_vhost(url: str, vhost: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
-
-
-class Vhost:
-    """A throw-away RabbitMQ virtual host named ``bench-<label>-<random>``."""
-
-    def __init__(self, label: str) -> None:
-        self.name = f"bench-{label}-{uuid.uuid4().hex[:8]}"
-        rabbitmqctl("add_vhost", self.name)
-        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        self.url = url_with_vhost(AMQP_URL, self.name)
-
-    def delete(self) -> None:
-        rabbitmqctl("delete_vhost", self.name)
-
-
-def drop_databases(prefix: str) -> list[str]:
-    """Drop every database whose name starts with ``prefix``; return their names."""
-    client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URL, serverSelectionTimeoutMS=5000)
-    dropped = []
-    try:
-        for name in client.list_database_names():
-            if name.startswith(prefix):
-                client.drop_database(name)
-                dropped.append(name)
-    finally:
-        client.close()
-    return dropped
 
 
 def check_infra() -> None:
@@ -152,9 +121,11 @@ def running_stack(
     the logs are copied to ``bench/results/failed-<label>-<time>/``.
     """
     root = Path(tempfile.mkdtemp(prefix=f"caesar-bench-{label}-", dir=base_dir))
-    vhost = Vhost(label)
+    vhost = Vhost(f"bench-{label}")
     prefix = f"b{uuid.uuid4().hex[:10]}"
-    stack = Stack(root, vhost.url, MONGO_URL, prefix, extra_env=extra_env)
+    users = database_users(prefix, MONGO_URL)
+    service_urls = {name: (vhost.url_for(name), url) for name, url in users.__enter__().items()}
+    stack = Stack(root, vhost.url, MONGO_URL, prefix, extra_env=extra_env, service_urls=service_urls)
     failed = False
     try:
         for sub in ("data", "jobs", "logs"):
@@ -175,7 +146,8 @@ def running_stack(
             vhost.delete()
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             print(f"warning: could not delete vhost {vhost.name}: {exc}", file=sys.stderr)
-        drop_databases(prefix + "_")
+        drop_databases(prefix, MONGO_URL)
+        users.__exit__(None, None, None)
         if failed and not keep:
             logs = RESULTS_DIR / f"failed-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
             shutil.copytree(root / "logs", logs, dirs_exist_ok=True)

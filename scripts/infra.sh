@@ -76,6 +76,9 @@ cmd_install() {
   install_uv
   install_secantus
   sync_venv
+  # A root runner runs each job as an unprivileged job user (docs/security.md): the job
+  # group, the acl package and traverse-only grants to the interpreter (root only).
+  if ((EUID == 0)); then "$REPO/scripts/jobuser.sh" install; fi
 }
 
 sync_venv() {
@@ -156,6 +159,7 @@ start_rabbit() {
   rabbit_prepare # config and cookie, also needed to talk to a running node
   if rabbit_ours && rabbit_answers; then
     log "RabbitMQ $RABBIT_NODE already running"
+    rabbit_users
     record rabbitmq
     return 0
   fi
@@ -175,7 +179,22 @@ start_rabbit() {
     tail -n 30 "$LOG_DIR/rabbitmq-startup.log" "$RABBIT_DIR/log/"*.log >&2 || true
     die "RabbitMQ did not start"
   fi
+  rabbit_users
   record rabbitmq
+}
+
+# The users (one per service, an administrator, the event subscriber), vhost /, its
+# exchanges and every permission, from the secrets (scripts/credentials.py); and no
+# guest. Run at every start: a rotated secret takes effect here.
+rabbit_users() {
+  local defs="$RABBIT_DIR/definitions.json"
+  python3 "$REPO/scripts/credentials.py" broker-definitions --env "$SECRETS_FILE" --out "$defs"
+  chmod 600 "$defs"
+  rmqctl -q import_definitions "$defs" >/dev/null
+  if rmqctl -q list_users --no-table-headers | grep -q '^guest\b'; then
+    log "deleting RabbitMQ's default guest user"
+    rmqctl -q delete_user guest >/dev/null
+  fi
 }
 
 stop_rabbit() {
@@ -197,37 +216,52 @@ stop_rabbit() {
 }
 
 # ---------------------------------------------------------------- mongo
+# The server runs with --auth: SCRAM users from the secrets, each service readWrite on
+# its own database only (caesar_common.access). Users are created once on a server
+# started without auth (this mark records it), then kept in step at every start.
+MONGO_USERS_MARK="$RUN_DIR/mongo/.caesar-users-created"
+
+# mongo_ping [ROLE] -> true if the server answers ROLE's ping (default: admin)
 mongo_ping() {
-  "$SECANTUS_VENV/bin/python" - "$CAESAR_MONGO_PORT" <<'EOF' >/dev/null 2>&1
+  "$SECANTUS_VENV/bin/python" - "$(mongo_url "${1:-admin}")" <<'EOF' >/dev/null 2>&1
 import sys
 from pymongo import MongoClient
-c = MongoClient(f"mongodb://127.0.0.1:{sys.argv[1]}/?retryWrites=false", serverSelectionTimeoutMS=2000)
-c.admin.command("ping")
+c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000)
+c.admin.command("ping")  # with credentials, a wrong password fails here (code 18)
 EOF
 }
 
-start_mongo() {
-  if pid_alive "$MONGO_PID" secantusd; then
-    log "secantusdb already running (pid $(<"$MONGO_PID"))"
-    record mongo
-    return 0
-  fi
-  [[ -x "$SECANTUS_VENV/bin/secantusd-py" ]] || die "secantusdb missing; run: scripts/infra.sh install"
-  if port_open "$CAESAR_MONGO_PORT"; then
-    # A MongoDB-wire server from another checkout is as good: reuse it.
-    mongo_ping && { log "reusing the MongoDB server already on port $CAESAR_MONGO_PORT"; return 0; }
-    die "port $CAESAR_MONGO_PORT is taken by something else"
-  fi
-  mkdir -p "$RUN_DIR/mongo" "$LOG_DIR" "$PID_DIR"
-  log "starting secantusdb on 127.0.0.1:$CAESAR_MONGO_PORT"
+# mongo_users ROLE: create (or update) the administrator and the service users as ROLE
+# (none: before any user exists); a rotated password or a changed role takes effect.
+mongo_users() {
+  PYTHONPATH="$REPO/libs/common/src" "$SECANTUS_VENV/bin/python" - "$(mongo_url "$1")" "$SECRETS_FILE" <<'EOF'
+import sys
+from pymongo import MongoClient
+from caesar_common import access
+
+url, secrets_file = sys.argv[1], sys.argv[2]
+values = access.parse_env_file(open(secrets_file).read())
+wanted = {access.database_user(access.ADMIN): (access.database_secret(access.ADMIN), access.ADMIN_DATABASE_ROLES)}
+for service in access.SERVICES:
+    wanted[access.database_user(service)] = (access.database_secret(service), access.database_roles(service))
+client = MongoClient(url, serverSelectionTimeoutMS=5000)
+existing = {u["user"] for u in client.admin.command("usersInfo")["users"]}
+for user, (secret, roles) in wanted.items():
+    command = "updateUser" if user in existing else "createUser"
+    client.admin.command(command, user, pwd=values[secret], roles=roles)
+EOF
+}
+
+# spawn_mongo [--auth]: start the server and wait until it answers
+spawn_mongo() {
   # cwd $RUN_DIR/mongo: no secantusd.toml gets auto-discovered from the caller.
   # --sync-on-commit: an acknowledged write survives a crash of the server (measured:
   # 0.53 vs 0.36 ms per insert), which the never-lose-a-job promise relies on.
   (cd "$RUN_DIR/mongo" && spawn "$MONGO_PID" "$LOG_DIR/mongo.log" \
     "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$CAESAR_MONGO_PORT" \
-    --storage-path "$RUN_DIR/mongo" --sync-on-commit)
+    --storage-path "$RUN_DIR/mongo" --sync-on-commit "$@")
   local deadline=$((SECONDS + 60))
-  until mongo_ping; do
+  until mongo_ping none; do # ping needs no user, with or without --auth
     if ! pid_alive "$MONGO_PID" secantusd || ((SECONDS >= deadline)); then
       tail -n 30 "$LOG_DIR/mongo.log" >&2 || true
       kill_pidfile "$MONGO_PID" secantusd 5
@@ -235,12 +269,60 @@ start_mongo() {
     fi
     sleep 0.5
   done
+}
+
+start_mongo() {
+  if pid_alive "$MONGO_PID" secantusd; then
+    log "secantusdb already running (pid $(<"$MONGO_PID"))"
+    mongo_users admin
+    record mongo
+    return 0
+  fi
+  [[ -x "$SECANTUS_VENV/bin/secantusd-py" ]] || die "secantusdb missing; run: scripts/infra.sh install"
+  if port_open "$CAESAR_MONGO_PORT"; then
+    # A server from another checkout sharing these credentials is as good: reuse it.
+    mongo_ping && { log "reusing the MongoDB server already on port $CAESAR_MONGO_PORT"; return 0; }
+    die "port $CAESAR_MONGO_PORT is taken by something else (or by a server with other credentials)"
+  fi
+  mkdir -p "$RUN_DIR/mongo" "$LOG_DIR" "$PID_DIR"
+  if [[ ! -f "$MONGO_USERS_MARK" ]]; then
+    log "creating the database users (secantusdb without auth, once)"
+    spawn_mongo
+    mongo_users none
+    kill_pidfile "$MONGO_PID" secantusd 15
+    touch "$MONGO_USERS_MARK"
+  fi
+  log "starting secantusdb with authentication on 127.0.0.1:$CAESAR_MONGO_PORT"
+  spawn_mongo --auth
+  if ! mongo_ping admin; then
+    # The secrets were rotated (the administrator's password too): set every user's
+    # password again on a server without auth, then come back with it.
+    log "the database administrator's password changed: setting the users' passwords again"
+    kill_pidfile "$MONGO_PID" secantusd 15
+    spawn_mongo
+    mongo_users none
+    kill_pidfile "$MONGO_PID" secantusd 15
+    spawn_mongo --auth
+  fi
+  mongo_users admin
   record mongo
 }
 
 stop_mongo() { kill_pidfile "$MONGO_PID" secantusd 15; }
 
 # ---------------------------------------------------------------- commands
+# The run directory is traversable (jobs reach their attempt directories under it) but
+# not listable, and what the servers keep there is theirs alone: no job user or other
+# local user reads the database files, the broker's cookie, the logs or the secrets.
+private_run_dir() {
+  local d
+  chmod 0711 "$RUN_DIR"
+  for d in mongo rabbitmq logs pids keycloak; do
+    mkdir -p "$RUN_DIR/$d"
+    chmod 0700 "$RUN_DIR/$d"
+  done
+}
+
 record() {
   local f="$RUN_DIR/started-by-$TAG"
   grep -qsx "$1" "$f" || echo "$1" >>"$f"
@@ -258,6 +340,7 @@ claimed_elsewhere() {
 
 cmd_start() {
   mkdir -p "$RUN_DIR"
+  private_run_dir
   start_rabbit
   start_mongo
   print_urls
@@ -286,7 +369,7 @@ cmd_status() {
   fi
   if pid_alive "$MONGO_PID" secantusd; then
     echo "secantusdb: running  pid=$(<"$MONGO_PID") port=127.0.0.1:$CAESAR_MONGO_PORT"
-  elif port_open "$CAESAR_MONGO_PORT" && mongo_ping; then
+  elif port_open "$CAESAR_MONGO_PORT" && mongo_ping admin; then
     echo "secantusdb: running  port=127.0.0.1:$CAESAR_MONGO_PORT (started elsewhere)"
   else
     echo "secantusdb: stopped"
@@ -299,8 +382,10 @@ cmd_status() {
 }
 
 print_urls() {
-  echo "CAESAR_AMQP_URL=$CAESAR_AMQP_URL"
-  echo "CAESAR_MONGO_URL=$CAESAR_MONGO_URL"
+  # The URLs hold passwords: say where they are, don't print them.
+  echo "broker:      amqp://127.0.0.1:$CAESAR_RABBITMQ_PORT/ (users caesar-admin, caesar-<service>)"
+  echo "database:    mongodb://127.0.0.1:$CAESAR_MONGO_PORT/ (users caesar-admin, caesar-<service>)"
+  echo "credentials: $SECRETS_FILE (readable by its owner only)"
 }
 
 TAG="${CAESAR_START_TAG:-manual}"

@@ -25,9 +25,36 @@ CAESAR_RUNNER_PORT="${CAESAR_RUNNER_PORT:-8082}"
 CAESAR_MONITOR_PORT="${CAESAR_MONITOR_PORT:-8083}"
 CAESAR_ACCOUNTING_PORT="${CAESAR_ACCOUNTING_PORT:-8084}"
 
-# URLs the services and tests connect to (a caller's export wins).
-CAESAR_AMQP_URL="${CAESAR_AMQP_URL:-amqp://guest:guest@127.0.0.1:$CAESAR_RABBITMQ_PORT/}"
-CAESAR_MONGO_URL="${CAESAR_MONGO_URL:-mongodb://127.0.0.1:$CAESAR_MONGO_PORT/?retryWrites=false}"
+# Credentials: random, one per service and one administrator per server, made on first
+# use by scripts/credentials.py into a file only its owner reads (never guest/guest).
+# Sourced, not exported: each process gets only the URL it needs.
+SECRETS_FILE="$RUN_DIR/secrets.env"
+mkdir -p "$RUN_DIR"
+python3 "$REPO/scripts/credentials.py" env "$SECRETS_FILE" >/dev/null
+# shellcheck source=/dev/null
+source "$SECRETS_FILE"
+
+# amqp_url ROLE -> the broker URL of a role (admin, api, ..., subscriber) on vhost /
+amqp_url() {
+  local var="BROKER_${1^^}_PASSWORD"
+  printf 'amqp://caesar-%s:%s@127.0.0.1:%s/' "$1" "${!var:?no broker secret for $1}" "$CAESAR_RABBITMQ_PORT"
+}
+# mongo_url ROLE -> the database URL of a role (admin or a service); no credentials
+# for `none` (the server before its users exist)
+mongo_url() {
+  local var="DB_${1^^}_PASSWORD" query="retryWrites=false"
+  if [[ "$1" == none ]]; then
+    printf 'mongodb://127.0.0.1:%s/?%s' "$CAESAR_MONGO_PORT" "$query"
+  else
+    printf 'mongodb://caesar-%s:%s@127.0.0.1:%s/?authSource=admin&%s' \
+      "$1" "${!var:?no database secret for $1}" "$CAESAR_MONGO_PORT" "$query"
+  fi
+}
+
+# URLs the tests and operator tools connect to: the administrators (a caller's export
+# wins). The services get their own users' URLs (scripts/services.sh).
+CAESAR_AMQP_URL="${CAESAR_AMQP_URL:-$(amqp_url admin)}"
+CAESAR_MONGO_URL="${CAESAR_MONGO_URL:-$(mongo_url admin)}"
 
 # Our own RabbitMQ node, distinct from the Debian default rabbit@<host>. A
 # second instance on one machine needs another name (epmd registers names).

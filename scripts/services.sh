@@ -4,8 +4,9 @@
 #   scripts/services.sh start|stop|status|restart [api scheduler runner monitor accounting]
 #   CAESAR_REPLICAS=2 scripts/services.sh start      # two of every service
 #
-# Each service gets CAESAR_HTTP_PORT (its health port), the infra URLs and data
-# dirs under $RUN_DIR; any CAESAR_* the caller exported is passed through.
+# Each service gets CAESAR_HTTP_PORT (its health port), the infra URLs with its own
+# broker and database user, and data dirs under $RUN_DIR; any other CAESAR_* the
+# caller exported is passed through.
 # A replica is named <service>@<n> (api@2): its port is the service's plus 10*(n-1)
 # (the second api listens on 8090), its pid file and log are its own.
 set -euo pipefail
@@ -31,6 +32,8 @@ start_one() {
   log "starting $instance on 127.0.0.1:$port (log: $log)"
   (
     cd "$REPO"
+    # Its own broker and database user (least privilege, see docs/security.md).
+    CAESAR_AMQP_URL="$(amqp_url "$name")" CAESAR_MONGO_URL="$(mongo_url "$name")"
     export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_HTTP_HOST=127.0.0.1 CAESAR_HTTP_PORT="$port"
     export CAESAR_DATA_ROOT="${CAESAR_DATA_ROOT:-$RUN_DIR/data}"
     export CAESAR_JOBS_ROOT="${CAESAR_JOBS_ROOT:-$RUN_DIR/jobs}"

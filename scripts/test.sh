@@ -49,7 +49,7 @@ scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come 
 # The auth tests need the real Keycloak; with it up they must not skip.
 scripts/keycloak.sh start --tag test || die "Keycloak did not come up"
 export CAESAR_TEST_REQUIRE_KEYCLOAK=1
-export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_TEST_RUN_ID="$RUN_ID"
+export CAESAR_RUN_DIR="$RUN_DIR" CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_TEST_RUN_ID="$RUN_ID"
 # Tests that restart the infrastructure (the chaos database restart) record it under
 # this run's tag, so the cleanup below stops what they started too.
 export CAESAR_START_TAG=test

@@ -9,18 +9,26 @@ documents and need no clean-up between them beyond dropping what they made.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from hypothesis import HealthCheck, settings
-from pymongo import MongoClient
 
 from caesar_testkit.devstack import Stack
+from caesar_testkit.infra import (
+    Vhost,
+    admin_amqp_url,
+    admin_mongo_url,
+    database_users,
+    drop_databases,
+    rabbitmqctl,
+    url_with_vhost,
+)
+
+__all__ = ["AMQP_URL", "MONGO_URL", "REPO", "Vhost", "drop_databases", "rabbitmqctl", "url_with_vhost"]
 
 # Hypothesis: `make test` (and CI) run derandomised, so a run passes or fails for a reason
 # and never by the seed it drew; `make test-fuzz` explores with fresh random seeds.
@@ -43,47 +51,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 REPO = Path(__file__).resolve().parent.parent
-AMQP_URL = os.environ.get("CAESAR_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-MONGO_URL = os.environ.get("CAESAR_MONGO_URL", "mongodb://127.0.0.1:27017/?retryWrites=false")
-
-
-def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl against the project's broker node (through the infra script)."""
-    result = subprocess.run(
-        [str(REPO / "scripts" / "infra.sh"), "ctl", "-q", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return result.stdout
-
-
-def url_with_vhost(url: str, vhost: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), "", ""))
-
-
-class Vhost:
-    """A throw-away RabbitMQ virtual host."""
-
-    def __init__(self) -> None:
-        self.name = f"test-{uuid.uuid4().hex[:10]}"
-        rabbitmqctl("add_vhost", self.name)
-        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
-        self.url = url_with_vhost(AMQP_URL, self.name)
-
-    def queue_depths(self) -> dict[str, int]:
-        out = rabbitmqctl("list_queues", "-p", self.name, "--no-table-headers", "name", "messages")
-        depths = {}
-        for line in out.splitlines():
-            if line.strip():
-                name, count = line.split()
-                depths[name] = int(count)
-        return depths
-
-    def delete(self) -> None:
-        rabbitmqctl("delete_vhost", self.name)
+# The administrators of the local broker and database (scripts/infra.sh made them; CI
+# exports the URLs). Stacks the tests start get each service's own user instead.
+try:
+    AMQP_URL, MONGO_URL = admin_amqp_url(), admin_mongo_url()
+except RuntimeError:  # no infrastructure yet: unit tests need none; the others say why
+    AMQP_URL, MONGO_URL = "amqp://127.0.0.1:5672/", "mongodb://127.0.0.1:27017/?retryWrites=false"
 
 
 @pytest.fixture
@@ -120,17 +93,6 @@ async def async_mongo() -> AsyncIterator[object]:
     await client.close()
 
 
-def drop_databases(prefix: str, mongo_url: str = MONGO_URL) -> None:
-    """Drop every database of a stack or test (``<prefix>_<service>``)."""
-    client: MongoClient[dict[str, object]] = MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
-    try:
-        for name in client.list_database_names():
-            if name.startswith(prefix + "_"):
-                client.drop_database(name)
-    finally:
-        client.close()
-
-
 @contextmanager
 def isolated_stack(
     root: Path,
@@ -140,24 +102,30 @@ def isolated_stack(
     mongo_url: str = MONGO_URL,
     **extra_env: str,
 ) -> Iterator[Stack]:
-    """Services as processes on their own vhost and databases, removed afterwards."""
-    from caesar_testkit.devstack import Stack
+    """Services as processes on their own vhost and databases, removed afterwards.
 
+    Each service connects as its own broker user and its own database user, with the
+    privileges a deployment gives it (caesar_common.access), never as an administrator.
+    """
     vhost = Vhost()
     prefix = f"{prefix_letter}{uuid.uuid4().hex[:10]}"
-    stack = Stack(root, vhost.url, mongo_url, prefix, extra_env=extra_env)
     try:
-        if services is None:
-            stack.start_all()
-        else:
-            for d in ("data", "jobs", "logs"):
-                (root / d).mkdir(parents=True, exist_ok=True)
-            for name in services:
-                stack.start(name)
-            for name in services:
-                stack.wait_ready(name)
-        yield stack
+        with database_users(prefix, mongo_url) as database_urls:
+            service_urls = {name: (vhost.url_for(name), url) for name, url in database_urls.items()}
+            stack = Stack(root, vhost.url, mongo_url, prefix, extra_env=extra_env, service_urls=service_urls)
+            try:
+                if services is None:
+                    stack.start_all()
+                else:
+                    for d in ("data", "jobs", "logs"):
+                        (root / d).mkdir(parents=True, exist_ok=True)
+                    for name in services:
+                        stack.start(name)
+                    for name in services:
+                        stack.wait_ready(name)
+                yield stack
+            finally:
+                stack.stop_all()
+                drop_databases(prefix, mongo_url)
     finally:
-        stack.stop_all()
         vhost.delete()
-        drop_databases(prefix, mongo_url)

@@ -15,6 +15,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from caesar_common import access
 from caesar_common.bus import Bus, QueueSpec, runner_pool_queue
 from caesar_common.events import (
     DEAD_LETTER_EXCHANGE,
@@ -212,6 +213,9 @@ async def test_publish_with_confirm_and_consume_by_binding(bus: Bus, raw: Abstra
     assert wire.headers["traceparent"] == unbound.traceparent
 
 
+ADMIN_USER = access.broker_user(access.ADMIN)
+
+
 async def test_connected_only_while_the_broker_link_is_up(vhost: Vhost) -> None:
     """An outage shows in ``is_connected`` at once and until the link is restored.
 
@@ -226,11 +230,13 @@ async def test_connected_only_while_the_broker_link_is_up(vhost: Vhost) -> None:
     bus.connection.reconnect_callbacks.add(lambda *_: reconnected.set())
     try:
         assert bus.is_connected
-        await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", vhost.name, "guest")
+        await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", vhost.name, ADMIN_USER)
         await asyncio.to_thread(rabbitmqctl, "close_all_connections", "--vhost", vhost.name, "test outage")
         await eventually(lambda: not bus.is_connected, WAIT_S, "the outage seen")
         assert not reconnected.is_set()
-        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost.name, "guest", ".*", ".*", ".*")
+        await asyncio.to_thread(
+            rabbitmqctl, "set_permissions", "-p", vhost.name, ADMIN_USER, ".*", ".*", ".*"
+        )
         await asyncio.wait_for(reconnected.wait(), 30)
         assert bus.is_connected
     finally:

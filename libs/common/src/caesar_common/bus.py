@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -227,12 +228,16 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._publish_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._events = await self._publish_channel.declare_exchange(
-            EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await self._publish_channel.declare_exchange(
-            DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
-        )
+        # The exchanges belong to the broker's setup (caesar_common.access), not to any
+        # service: declared passively, so no service needs the right to delete them.
+        try:
+            self._events = await self._publish_channel.get_exchange(EVENTS_EXCHANGE)
+            await self._publish_channel.get_exchange(DEAD_LETTER_EXCHANGE)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise RuntimeError(
+                f"the broker has no exchange {EVENTS_EXCHANGE} or {DEAD_LETTER_EXCHANGE}: its setup "
+                "declares them (scripts/infra.sh start, or the definitions of `make secrets`)"
+            ) from exc
 
     async def declare(self, spec: QueueSpec, channel: AbstractChannel | None = None) -> AbstractQueue:
         """Declare a queue, its bindings and its dead-letter queue (idempotent)."""

@@ -35,6 +35,9 @@ class Stack:
     mongo_url: str
     db_prefix: str
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    service_urls: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Per service, its own broker and database URLs (least privilege, as deployed);
+    services without an entry use ``amqp_url`` and ``mongo_url``."""
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -46,11 +49,14 @@ class Stack:
     def v1(self) -> str:
         return f"{self.api}/caesar/api/v1.0"
 
-    def env_for(self, name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    def env_for(
+        self, name: str, overrides: Mapping[str, str] | None = None, *, service: str | None = None
+    ) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAESAR_")}
+        amqp_url, mongo_url = self.service_urls.get(service or name, (self.amqp_url, self.mongo_url))
         env.update(
-            CAESAR_AMQP_URL=self.amqp_url,
-            CAESAR_MONGO_URL=self.mongo_url,
+            CAESAR_AMQP_URL=amqp_url,
+            CAESAR_MONGO_URL=mongo_url,
             CAESAR_MONGO_DB_PREFIX=self.db_prefix,
             CAESAR_DATA_ROOT=str(self.root / "data"),
             CAESAR_JOBS_ROOT=str(self.root / "jobs"),
@@ -67,7 +73,7 @@ class Stack:
         key = instance or name
         self.ports.setdefault(key, free_port())
         log = (self.root / "logs" / f"{key}.log").open("ab")
-        env = self.env_for(key, overrides)
+        env = self.env_for(key, overrides, service=name)
         self.procs[key] = subprocess.Popen(
             [sys.executable, "-m", f"caesar_{name}"],
             env=env,
