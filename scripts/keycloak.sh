@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # A local Keycloak for development and tests: the server distribution from Maven
 # Central (org.keycloak:keycloak-quarkus-dist, zip) in dev mode on 127.0.0.1:8180,
-# with the caesar realm imported from deploy/keycloak/caesar-realm.json.
+# with the caesar realm imported from deploy/keycloak/caesar-realm-dev.json.
+#
+# DEVELOPMENT ONLY. That realm has known users and passwords (alice, bob, admin carol;
+# <name>-dev-password) and lets the caesar-cli client take a username and password
+# (the tests and `token` below need it). docker-compose.yml imports
+# deploy/keycloak/caesar-realm.json instead: no users, device login only.
 #
 #   scripts/keycloak.sh install|start|stop|status|token USER PASSWORD [--tag TAG]
 #
@@ -11,8 +16,12 @@
 #   providers and themes linked to the cache), so the H2 dev database and the realm
 #   import are per checkout; waits until the realm's OIDC discovery answers. Records
 #   itself in $RUN_DIR/started-by-<tag> like scripts/infra.sh; `stop --tag T` stops it
-#   only if no other tag still records it.
-# token: print an access token of USER from the public caesar-cli client.
+#   only if no other tag still records it. The admin console user is `admin` with
+#   KEYCLOAK_ADMIN_PASSWORD from $RUN_DIR/secrets.env (made by scripts/credentials.py
+#   if missing). A database made by an older version of this script (admin/admin, the
+#   realm before it was split) is deleted and made again from the realm file.
+# token: print an access token of USER from the public caesar-cli client (password
+#   grant: the development realm only; the compose realm has device login instead).
 #
 # Java: Keycloak 26 runs on Java 17 (deprecated) and 21+; the newest JDK >= 17 under
 # /usr/lib/jvm is used unless JAVA_HOME is set.
@@ -29,7 +38,12 @@ KC_HOME="$KC_DIR/home"
 KC_PID="$PID_DIR/keycloak.pid"
 KC_LOG="$LOG_DIR/keycloak.log"
 KC_URL="http://127.0.0.1:$KC_PORT"
-REALM_FILE="$REPO/deploy/keycloak/caesar-realm.json"
+REALM_FILE="$REPO/deploy/keycloak/caesar-realm-dev.json"
+SECRETS_FILE="$RUN_DIR/secrets.env"
+# Bump when the local database must be made again from scratch (1: admin/admin and the
+# unsplit realm; 2: admin password from $SECRETS_FILE, caesar-realm-dev.json).
+KC_DATA_VERSION=2
+KC_DATA_VERSION_FILE="$KC_DIR/data-version"
 
 pick_java_home() {
   [[ -n "${JAVA_HOME:-}" ]] && return 0
@@ -71,6 +85,31 @@ prepare_home() {
   cp "$REALM_FILE" "$KC_HOME/data/import/caesar-realm.json"
 }
 
+# The admin password of the local Keycloak: KEYCLOAK_ADMIN_PASSWORD of $SECRETS_FILE,
+# which is made (or completed) first; existing values are kept.
+admin_password() {
+  python3 "$REPO/scripts/credentials.py" env "$SECRETS_FILE"
+  local value
+  value="$(sed -n 's/^KEYCLOAK_ADMIN_PASSWORD=//p' "$SECRETS_FILE" | tail -n 1)"
+  [[ -n "$value" ]] || die "no KEYCLOAK_ADMIN_PASSWORD in $SECRETS_FILE"
+  printf '%s' "$value"
+}
+
+# Keycloak creates its bootstrap admin and imports the realm only into an empty database:
+# one made by an older version of this script keeps admin/admin and the old realm, so it
+# is dropped (local development data only; the realm and its users come from the file).
+reset_stale_data() {
+  local have=""
+  [[ -f "$KC_DATA_VERSION_FILE" ]] && have="$(<"$KC_DATA_VERSION_FILE")"
+  [[ "$have" == "$KC_DATA_VERSION" ]] && return 0
+  if [[ -d "$KC_HOME/data/h2" ]]; then
+    log "dropping the local Keycloak database (made by an older scripts/keycloak.sh: admin/admin, old realm)"
+    rm -rf "$KC_HOME/data/h2"
+  fi
+  mkdir -p "$KC_DIR"
+  echo "$KC_DATA_VERSION" >"$KC_DATA_VERSION_FILE"
+}
+
 discovery_url() { printf '%s/realms/%s/.well-known/openid-configuration' "$KC_URL" "$KC_REALM"; }
 
 cmd_start() {
@@ -86,13 +125,16 @@ cmd_start() {
   fi
   cmd_install
   pick_java_home
+  local password
+  password="$(admin_password)"
+  reset_stale_data
   prepare_home
   log "starting Keycloak $KC_VERSION on $KC_URL (JAVA_HOME=$JAVA_HOME)"
   local t0=$SECONDS
   # Dev mode: H2 file database under $KC_HOME/data, HTTP only; the realm is imported
-  # on first start (an existing realm is kept). The admin console user is local-only.
-  (cd "$KC_DIR" && KC_BOOTSTRAP_ADMIN_USERNAME="${KEYCLOAK_ADMIN_USER:-admin}" \
-    KC_BOOTSTRAP_ADMIN_PASSWORD="${KEYCLOAK_ADMIN_PASSWORD:-admin}" \
+  # on first start (an existing realm is kept). The admin console user is local-only;
+  # its password goes in the environment, never on a command line.
+  (cd "$KC_DIR" && KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD="$password" \
     spawn "$KC_PID" "$KC_LOG" "$KC_HOME/bin/kc.sh" start-dev \
     --http-host 127.0.0.1 --http-port "$KC_PORT" --import-realm)
   if ! wait_http "$(discovery_url)" "${CAESAR_KEYCLOAK_START_TIMEOUT:-240}" "$KC_PID"; then

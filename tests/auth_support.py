@@ -25,7 +25,7 @@ REALM = "caesar"
 ISSUER = f"{KEYCLOAK_URL}/realms/{REALM}"
 AUDIENCE = "caesar-api"
 CLI_CLIENT = "caesar-cli"
-# The development users of deploy/keycloak/caesar-realm.json.
+# The development users of deploy/keycloak/caesar-realm-dev.json (scripts/keycloak.sh).
 PASSWORDS = {"alice": "alice-dev-password", "bob": "bob-dev-password", "carol": "carol-dev-password"}
 
 

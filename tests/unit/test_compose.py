@@ -1,11 +1,21 @@
 """Static checks of the Docker Compose deployment.
 
-``docker-compose.yml``, ``deploy/Dockerfile``, ``deploy/prometheus/prometheus.yml`` and
-the Keycloak realm must agree with each other and with the code: targets that exist,
-modules that exist, ``CAESAR_*`` variables that the services' settings classes really
-read, ports that match between settings, healthchecks, published ports and scrape
-targets. No Docker engine is needed; ``docker compose config`` runs only where the
-compose plugin exists.
+``docker-compose.yml``, ``deploy/Dockerfile``, ``deploy/prometheus/prometheus.yml``, the
+broker and database setup and the Keycloak realms must agree with each other and with the
+code: targets that exist, modules that exist, ``CAESAR_*`` variables that the services'
+settings classes really read, ports that match between settings, healthchecks, published
+ports and scrape targets.
+
+And the deployment keeps no secret of its own (issue 12, "Secrets, not defaults"): every
+credential is a ``${VAR:?...}`` reference to a name ``make secrets`` writes into ``.env``
+(``caesar_common.access.SECRET_NAMES``), never a literal; each service connects to the
+broker and the database as its own user; only the api is published on every interface,
+every other published port is bound to 127.0.0.1; Keycloak runs in production mode; the
+compose realm has no users, brute-force protection on and no password grant, and the
+development realm (``scripts/keycloak.sh``, the tests) is the only one with users.
+
+No Docker engine is needed; ``docker compose config`` runs only where the compose plugin
+exists.
 """
 
 from __future__ import annotations
@@ -23,15 +33,28 @@ from typing import Any
 import pytest
 import yaml
 
+from caesar_common import access
 from caesar_common.settings import ServiceSettings
+from tests.auth_support import PASSWORDS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+KEYCLOAK_DIR = ROOT / "deploy" / "keycloak"
+COMPOSE_REALM = KEYCLOAK_DIR / "caesar-realm.json"
+DEV_REALM = KEYCLOAK_DIR / "caesar-realm-dev.json"
+KEYCLOAK_SCRIPT = ROOT / "scripts" / "keycloak.sh"
+RABBITMQ_CONF = ROOT / "deploy" / "rabbitmq" / "20-caesar.conf"
+MONGO_INIT = ROOT / "deploy" / "mongodb" / "init-users.js"
+# Files compose mounts that `make secrets` generates (gitignored, absent from a checkout).
+GENERATED = {"./deploy/rabbitmq/definitions.json"}
 
 SERVICES = {"api": 8080, "scheduler": 8081, "runner": 8082, "monitor": 8083, "accounting": 8084}
-INFRA = ("mongodb", "rabbitmq", "keycloak", "jaeger", "prometheus")
+INFRA = ("mongodb", "rabbitmq", "keycloak", "keycloak-db", "jaeger", "prometheus")
+# The one service published on every interface; any other published port is on loopback.
+PUBLIC_SERVICE = "api"
+LOOPBACK = "127.0.0.1"
 DATA_ROOT = "/var/lib/caesar/data"
 JOBS_ROOT = "/var/lib/caesar/jobs"
 # Services that read or write job inputs and outputs share these named volumes.
@@ -39,8 +62,6 @@ SHARED_VOLUMES = {"caesar-data": DATA_ROOT, "caesar-jobs": JOBS_ROOT}
 FILE_SERVICES = ("api", "runner")
 
 COMMON_ENV = {
-    "CAESAR_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/",
-    "CAESAR_MONGO_URL": "mongodb://mongodb:27017/",
     "CAESAR_HTTP_HOST": "0.0.0.0",
     "CAESAR_DATA_ROOT": DATA_ROOT,
     "CAESAR_JOBS_ROOT": JOBS_ROOT,
@@ -55,6 +76,25 @@ API_AUTH_ENV = {
 # CAESAR_* variables compose passes to the api that ApiSettings does not define yet (none:
 # every CAESAR_* variable must be a settings field; add a name here only while it lands).
 PENDING_API_SETTINGS: frozenset[str] = frozenset()
+
+# A stand-in .env: what `make secrets` would write, with recognisable values.
+FAKE_SECRETS = {name: f"{name.lower().replace('_', '-')}-x" for name in access.SECRET_NAMES}
+
+
+def secret_ref(name: str) -> str:
+    """The compose reference to a secret, exactly as docker-compose.yml spells it."""
+    return "${" + name + ":?run make secrets}"
+
+
+def amqp_url(service: str) -> str:
+    user, secret = access.broker_user(service), access.broker_secret(service)
+    return f"amqp://{user}:{secret_ref(secret)}@rabbitmq:5672/"
+
+
+def mongo_url(service: str) -> str:
+    user, secret = access.database_user(service), access.database_secret(service)
+    return f"mongodb://{user}:{secret_ref(secret)}@mongodb:27017/?authSource=admin"
+
 
 FROM_RE = re.compile(r"^FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<name>\S+))?\s*$", re.I)
 READYZ_RE = re.compile(r"https?://(?:127\.0\.0\.1|localhost):(?P<port>\d+)/readyz")
@@ -86,18 +126,40 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in env.items()}
 
 
-def port_mappings(service: dict[str, Any]) -> list[tuple[str | None, int]]:
-    """(host part or None, container port) of each entry of ``ports``."""
-    result: list[tuple[str | None, int]] = []
+def published_ports(service: dict[str, Any]) -> list[tuple[str | None, str | None, int]]:
+    """(host address or None, host port or None, container port) of each ``ports`` entry.
+
+    Short syntax ``[[IP:]HOST:]CONTAINER[/PROTOCOL]`` (IPv6 in brackets) or the long one.
+    A None address means every interface; a None host port, a random one.
+    """
+    result: list[tuple[str | None, str | None, int]] = []
     for entry in service.get("ports") or []:
         if isinstance(entry, dict):
             published = entry.get("published")
-            result.append((None if published is None else str(published), int(entry["target"])))
+            result.append(
+                (
+                    entry.get("host_ip"),
+                    None if published in (None, "") else str(published),
+                    int(entry["target"]),
+                )
+            )
             continue
         spec = str(entry).split("/", 1)[0]
-        host, _, container = spec.rpartition(":")
-        result.append((host or None, int(container)))
+        ip: str | None = None
+        if spec.startswith("["):
+            ip, _, spec = spec[1:].partition("]:")
+        parts = spec.split(":")
+        if len(parts) == 3:
+            ip, parts = parts[0], parts[1:]
+        assert len(parts) in (1, 2), f"unreadable port {entry!r}"
+        host_port = parts[0] if len(parts) == 2 and parts[0] else None
+        result.append((ip or None, host_port, int(parts[-1])))
     return result
+
+
+def port_mappings(service: dict[str, Any]) -> list[tuple[str | None, int]]:
+    """(host port or None, container port) of each entry of ``ports``."""
+    return [(host_port, container) for _ip, host_port, container in published_ports(service)]
 
 
 def volume_mounts(service: dict[str, Any]) -> list[tuple[str | None, str]]:
@@ -188,6 +250,172 @@ def healthcheck_text(service: dict[str, Any]) -> str:
     return test if isinstance(test, str) else " ".join(str(part) for part in test)
 
 
+# Compose interpolation: $$ (a literal $), $NAME, ${NAME} and ${NAME<op><word>} with op one
+# of :- - :? ? :+ +.
+VAR_RE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+BRACED_RE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<word>.*))?", re.S)
+REQUIRED_REF_RE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<message>[^}]+)\}")
+# Words of a variable name that make it a credential (CAESAR_KEYCLOAK_URL is not one).
+SECRET_WORDS = {"PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIALS"}
+# user:password@ in a URL of any scheme.
+# user:password@ in a URL of any scheme; a ${...} reference (which may hold spaces) is one
+# unit of the password.
+URL_CREDENTIALS_RE = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?P<user>[^\s:/@]+):(?P<password>(?:\$\{[^}]*\}|[^\s@/])*)@"
+)
+# --password/--pass/-password with its value, in one string ("--password=x", "--pass x").
+PASSWORD_FLAG_RE = re.compile(r"(?:^|\s)(?P<flag>--?pass(?:word)?)[= ](?P<value>\$\{[^}]*\}|\S+)")
+PASSWORD_FLAG = re.compile(r"--?pass(?:word)?")
+
+
+def references(text: str) -> list[tuple[str, str, str]]:
+    """(name, operator, word) of every variable reference in ``text`` ("" when absent)."""
+    refs: list[tuple[str, str, str]] = []
+    for match in VAR_RE.finditer(text):
+        if match["escaped"]:
+            continue
+        if match["bare"]:
+            refs.append((match["bare"], "", ""))
+            continue
+        braced = BRACED_RE.fullmatch(match["braced"])
+        assert braced, f"unreadable reference ${{{match['braced']}}}"
+        refs.append((braced["name"], braced["op"] or "", braced["word"] or ""))
+    return refs
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """``text`` as docker compose would see it with ``env`` as its .env."""
+
+    def one(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        if match["bare"]:
+            return env.get(match["bare"], "")
+        braced = BRACED_RE.fullmatch(match["braced"])
+        assert braced, match[0]
+        name, op, word = braced["name"], braced["op"] or "", braced["word"] or ""
+        value, is_set = env.get(name), name in env
+        present = bool(value) if op.startswith(":") else is_set
+        if op.endswith("?") and not present:
+            raise LookupError(f"{name}: {word}")
+        if op.endswith("-") and not present:
+            return word
+        if op.endswith("+"):
+            return word if present else ""
+        return value or ""
+
+    return VAR_RE.sub(one, text)
+
+
+def is_secret_ref(value: str) -> bool:
+    """Exactly one required reference (``${NAME:?message}``) and nothing else."""
+    return REQUIRED_REF_RE.fullmatch(value) is not None
+
+
+def is_secret_name(key: str) -> bool:
+    words = key.upper().split("_")
+    return words[-1] != "FILE" and bool(SECRET_WORDS & set(words))
+
+
+def walk_strings(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """(where, text) of every string value (and of every mapping key) under ``node``."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.append((f"{path}/{key}:key", str(key)))
+            found.extend(walk_strings(value, f"{path}/{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(walk_strings(value, f"{path}[{i}]"))
+    elif node is not None:
+        found.append((path, str(node)))
+    return found
+
+
+def string_lists(node: Any, path: str = "") -> list[tuple[str, list[str]]]:
+    """(where, items) of every list of strings under ``node``: commands, healthchecks."""
+    found: list[tuple[str, list[str]]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.extend(string_lists(value, f"{path}/{key}"))
+    elif isinstance(node, list):
+        if all(isinstance(item, str) for item in node):
+            found.append((path, node))
+        for i, value in enumerate(node):
+            found.extend(string_lists(value, f"{path}[{i}]"))
+    return found
+
+
+def literal_credentials(compose: dict[str, Any]) -> list[str]:
+    """Every credential docker-compose.yml spells out instead of taking it from .env.
+
+    Looked at: each service's environment (a credential-named variable must be one
+    ``${NAME:?...}`` reference), every URL anywhere with a user and password (the password
+    must be one such reference, and no URL logs in as the broker's default ``guest``),
+    every ``--password``/``--pass`` on a command line, healthcheck or entrypoint, and
+    ``${VAR:-default}`` style references (a default is a literal credential in waiting).
+    """
+    problems: list[str] = []
+    for name, service in (compose.get("services") or {}).items():
+        for key, value in environment(service).items():
+            if is_secret_name(key) and not is_secret_ref(value):
+                problems.append(f"{name}: {key} is not a ${{VAR:?...}} reference: {value!r}")
+    for where, text in walk_strings(compose):
+        for match in URL_CREDENTIALS_RE.finditer(text):
+            if not is_secret_ref(match["password"]):
+                problems.append(f"{where}: URL with a literal password {match[0]!r}")
+            if match["user"] == "guest":
+                problems.append(f"{where}: URL logs in as guest")
+        for match in PASSWORD_FLAG_RE.finditer(text):
+            if not is_secret_ref(match["value"]):
+                problems.append(f"{where}: literal password on a command line {match[0].strip()!r}")
+        for ref_name, op, _word in references(text):
+            if op != ":?":
+                problems.append(f"{where}: ${{{ref_name}{op}...}} may stand for a default")
+    for where, items in string_lists(compose):
+        for flag, value in zip(items, [*items[1:], ""], strict=True):
+            if PASSWORD_FLAG.fullmatch(flag) and not is_secret_ref(value):
+                problems.append(f"{where}: literal password on a command line {flag} {value!r}")
+    return problems
+
+
+def exposure_problems(compose: dict[str, Any]) -> list[str]:
+    """Ports published past this host: any but the api's, or any off loopback."""
+    problems: list[str] = []
+    for name, service in (compose.get("services") or {}).items():
+        if str(service.get("network_mode", "")).startswith("host"):
+            problems.append(f"{name}: network_mode host publishes every port it listens on")
+        for ip, host_port, container in published_ports(service):
+            if name == PUBLIC_SERVICE:
+                continue
+            if ip != LOOPBACK:
+                where = "every interface" if ip in (None, "0.0.0.0", "::") else ip
+                problems.append(f"{name}: port {container} published on {where} (host port {host_port})")
+    return problems
+
+
+def realm_clients(realm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {client["clientId"]: client for client in realm.get("clients", [])}
+
+
+def audiences(client: dict[str, Any]) -> list[str]:
+    return [
+        mapper["config"].get("included.client.audience")
+        for mapper in client.get("protocolMappers", [])
+        if mapper["protocolMapper"] == "oidc-audience-mapper"
+    ]
+
+
+def issues_tokens_to_users(client: dict[str, Any]) -> bool:
+    attributes = client.get("attributes", {})
+    return bool(
+        client.get("standardFlowEnabled", True)
+        or client.get("implicitFlowEnabled")
+        or client.get("directAccessGrantsEnabled")
+        or attributes.get("oauth2.device.authorization.grant.enabled") == "true"
+    )
+
+
 # --------------------------------------------------------------------------- compose file
 
 
@@ -225,6 +453,9 @@ def test_referenced_volumes_are_declared(compose: dict[str, Any]) -> None:
                 continue
             if is_named_volume(source):
                 assert source in declared, f"{name}: volume {source} is not declared top-level"
+            elif source in GENERATED:
+                ignored = (ROOT / ".gitignore").read_text().splitlines()
+                assert source.removeprefix("./") in ignored, f"generated {source} is not gitignored"
             else:
                 assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
 
@@ -236,13 +467,14 @@ def test_infrastructure(services: dict[str, Any]) -> None:
     assert "healthcheck" in mongodb
     assert rabbitmq["image"].startswith("rabbitmq:3.13-management")
     assert "healthcheck" in rabbitmq
-    assert {(host, port) for host, port in port_mappings(rabbitmq)} >= {
-        ("5672", 5672),
-        ("15672", 15672),
-    }
+    # AMQP (event subscribers) and the management UI, on this host only.
+    assert set(published_ports(rabbitmq)) == {(LOOPBACK, "5672", 5672), (LOOPBACK, "15672", 15672)}
     jaeger = services["jaeger"]
     assert jaeger["image"].startswith(("jaegertracing/jaeger:2.", "jaegertracing/all-in-one:"))
-    assert {4317, 4318, 16686} <= {port for _, port in port_mappings(jaeger)}
+    # The UI on this host only; the services' OTLP export stays inside the network.
+    assert published_ports(jaeger) == [(LOOPBACK, "16686", 16686)]
+    assert environment(services["api"])["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert published_ports(services["prometheus"]) == [(LOOPBACK, "9090", 9090)]
 
 
 # --------------------------------------------------------------------------- caesar services
@@ -272,6 +504,9 @@ def test_service_environment(name: str, services: dict[str, Any]) -> None:
     env = environment(services[name])
     for key, value in COMMON_ENV.items():
         assert env.get(key) == value, f"{name}: {key}"
+    # Its own broker and database user, with its own password from .env.
+    assert env["CAESAR_AMQP_URL"] == amqp_url(name)
+    assert env["CAESAR_MONGO_URL"] == mongo_url(name)
     assert env["CAESAR_HTTP_PORT"] == str(SERVICES[name])
     assert env["OTEL_SERVICE_NAME"] == f"caesar-{name}"
     if name == "api":
@@ -295,17 +530,23 @@ def test_caesar_variables_are_settings_fields(
     assert not unknown, f"{name}: {cls.__name__} has no field for {sorted(unknown)}"
 
     # The values must also validate, and mean what the rest of compose assumes.
+    # Compose interpolates ${VAR} from .env first: use a stand-in .env.
     for key in [key for key in os.environ if key.startswith("CAESAR_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, interpolate(value, FAKE_SECRETS))
     settings = cls()
     assert settings.http_port == SERVICES[name]
     assert settings.http_host == "0.0.0.0"
     assert str(settings.data_root) == DATA_ROOT
     assert str(settings.jobs_root) == JOBS_ROOT
-    assert settings.amqp_url == COMMON_ENV["CAESAR_AMQP_URL"]
-    assert settings.mongo_url == COMMON_ENV["CAESAR_MONGO_URL"]
+    broker_password = FAKE_SECRETS[access.broker_secret(name)]
+    database_password = FAKE_SECRETS[access.database_secret(name)]
+    assert settings.amqp_url == f"amqp://caesar-{name}:{broker_password}@rabbitmq:5672/"
+    assert (
+        settings.mongo_url == f"mongodb://caesar-{name}:{database_password}@mongodb:27017/?authSource=admin"
+    )
+    assert settings.database_name(name) == access.database_roles(name)[0]["db"]
 
 
 def test_settings_default_ports_match_compose() -> None:
@@ -336,7 +577,7 @@ def test_service_waits_for_healthy_infrastructure(name: str, services: dict[str,
 
 
 def test_api_is_published_and_runner_is_scalable(services: dict[str, Any]) -> None:
-    assert ("8080", 8080) in port_mappings(services["api"])
+    assert published_ports(services["api"]) == [(None, "8080", 8080)]
     runner = services["runner"]
     assert "container_name" not in runner, "a fixed container name prevents --scale"
     assert all(host is None for host, _ in port_mappings(runner)), "a fixed host port too"
@@ -467,51 +708,368 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
     assert runner_jobs, "runner replicas are not discovered"
 
 
+# --------------------------------------------------------------------------- credentials
+
+
+def test_no_literal_credentials(compose: dict[str, Any]) -> None:
+    problems = literal_credentials(compose)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_credential_check_sees_literals() -> None:
+    """The check above would catch each kind of literal: it cannot pass by seeing nothing."""
+    hostile = {
+        "services": {
+            "a": {"environment": {"POSTGRES_PASSWORD": "hunter2", "API_TOKEN": "t0ken"}},
+            "b": {"environment": ["CAESAR_AMQP_URL=amqp://guest:guest@rabbitmq:5672/"]},
+            "c": {"environment": {"CAESAR_MONGO_URL": "mongodb://u:${DB_API_PASSWORD:-default}@mongodb/"}},
+            "d": {"command": ["mongod", "--password", "s3cret"]},
+            "e": {"healthcheck": {"test": ["CMD-SHELL", "mongosh --password s3cret"]}},
+            "f": {"environment": {"KC_BOOTSTRAP_ADMIN_PASSWORD": "${KEYCLOAK_ADMIN_PASSWORD}"}},
+            "g": {"environment": {"SOME_SECRET": "prefix-${KEYCLOAK_ADMIN_PASSWORD:?x}"}},
+        }
+    }
+    flagged = {
+        problem.split(":", 1)[0].lstrip("/").removeprefix("services/").split("/")[0]
+        for problem in literal_credentials(hostile)
+    }
+    assert flagged == {"a", "b", "c", "d", "e", "f", "g"}
+    fine = {
+        "services": {
+            "a": {
+                "environment": {
+                    "POSTGRES_PASSWORD": secret_ref("KEYCLOAK_DB_PASSWORD"),
+                    "CAESAR_KEYCLOAK_URL": "http://keycloak:8180",
+                    "CAESAR_AMQP_URL": amqp_url("api"),
+                    "PASSWORD_FILE": "/run/secrets/pw",
+                },
+                "command": ["run", "--password", secret_ref("KEYCLOAK_DB_PASSWORD")],
+            }
+        }
+    }
+    assert literal_credentials(fine) == []
+
+
+def test_every_variable_is_a_generated_secret(compose: dict[str, Any]) -> None:
+    """Compose takes only what `make secrets` writes, and refuses to start without it."""
+    used: set[str] = set()
+    for where, text in walk_strings(compose):
+        for name, op, word in references(text):
+            assert op == ":?", f"{where}: ${{{name}{op}{word}}} is not ${{{name}:?message}}"
+            assert word.strip(), f"{where}: ${{{name}:?}} has no message"
+            assert name in access.SECRET_NAMES, f"{where}: {name} is not one scripts/credentials.py writes"
+            used.add(name)
+    needed = {
+        *(access.broker_secret(s) for s in access.SERVICES),
+        *(access.database_secret(s) for s in (access.ADMIN, *access.SERVICES)),
+        "KEYCLOAK_ADMIN_PASSWORD",
+        "KEYCLOAK_DB_PASSWORD",
+    }
+    assert needed <= used, f"never used: {sorted(needed - used)}"
+    # The broker's own users (administrator, subscriber) exist only as hashes in the
+    # generated definitions: no container needs their passwords.
+    assert used <= set(access.SECRET_NAMES)
+
+
+def test_compose_refuses_to_start_without_the_secrets(services: dict[str, Any]) -> None:
+    checked = 0
+    for service in services.values():
+        for value in environment(service).values():
+            interpolate(value, FAKE_SECRETS)  # everything is there: fine
+            if references(value):
+                with pytest.raises(LookupError, match="run make secrets"):
+                    interpolate(value, {})
+                with pytest.raises(LookupError):
+                    interpolate(value, dict.fromkeys(FAKE_SECRETS, ""))  # empty is missing too
+                checked += 1
+    assert checked >= 2 * len(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_uses_only_its_own_credentials(name: str, services: dict[str, Any]) -> None:
+    refs = {ref for value in environment(services[name]).values() for ref, _, _ in references(value)}
+    assert refs == {access.broker_secret(name), access.database_secret(name)}
+
+
+# --------------------------------------------------------------------------- published ports
+
+
+def test_only_the_api_is_published_past_this_host(compose: dict[str, Any]) -> None:
+    problems = exposure_problems(compose)
+    assert not problems, "\n".join(problems)
+    published = {name for name, service in compose["services"].items() if published_ports(service)}
+    public = {
+        name
+        for name, service in compose["services"].items()
+        if any(ip != LOOPBACK for ip, _, _ in published_ports(service))
+    }
+    assert public == {PUBLIC_SERVICE}
+    assert published == {PUBLIC_SERVICE, "rabbitmq", "keycloak", "jaeger", "prometheus"}
+
+
+def test_databases_are_not_published(services: dict[str, Any]) -> None:
+    for name in ("mongodb", "keycloak-db"):
+        assert not published_ports(services[name]), f"{name} is reachable from the host"
+
+
+def test_the_exposure_check_sees_published_ports() -> None:
+    hostile = {
+        "services": {
+            "api": {"ports": ["8080:8080"]},
+            "mongodb": {"ports": ["27017:27017"]},
+            "rabbitmq": {"ports": ["0.0.0.0:5672:5672", "127.0.0.1:15672:15672"]},
+            "jaeger": {"ports": [{"target": 16686, "published": 16686}]},
+            "prometheus": {"ports": ["9090"]},
+            "keycloak-db": {"network_mode": "host"},
+            "keycloak": {"ports": ["[::]:8180:8180"]},
+        }
+    }
+    flagged = {problem.split(":", 1)[0] for problem in exposure_problems(hostile)}
+    assert flagged == {"mongodb", "rabbitmq", "jaeger", "prometheus", "keycloak-db", "keycloak"}
+    loopback = {
+        "services": {"x": {"ports": ["127.0.0.1:1:1", {"target": 2, "published": 2, "host_ip": LOOPBACK}]}}
+    }
+    assert exposure_problems(loopback) == []
+
+
+# --------------------------------------------------------------------------- broker and database users
+
+
+def test_broker_loads_the_generated_definitions(services: dict[str, Any]) -> None:
+    rabbitmq = services["rabbitmq"]
+    mounts = {target: source for source, target in volume_mounts(rabbitmq)}
+    conf = RABBITMQ_CONF.read_text()
+    settings = dict(
+        line.split("=", 1)
+        for line in (raw.strip() for raw in conf.splitlines())
+        if line and not line.startswith("#")
+    )
+    settings = {key.strip(): value.strip() for key, value in settings.items()}
+    assert mounts["/etc/rabbitmq/conf.d/20-caesar.conf"] == "./deploy/rabbitmq/20-caesar.conf"
+    assert mounts[settings["load_definitions"]] == "./deploy/rabbitmq/definitions.json"
+    # Missing (no make secrets), compose must stop, not mount an empty directory there.
+    (definitions,) = [
+        v for v in rabbitmq["volumes"] if isinstance(v, dict) and v["target"] == settings["load_definitions"]
+    ]
+    assert definitions["bind"]["create_host_path"] is False
+    assert definitions["read_only"] is True
+    assert "./deploy/rabbitmq/definitions.json" in GENERATED
+    # Even a guest left in an old volume may only connect from inside the container.
+    assert settings["loopback_users.guest"] == "true"
+    # No RABBITMQ_DEFAULT_USER/PASS: the definitions' users are the only ones.
+    assert not {key for key in environment(rabbitmq) if key.startswith("RABBITMQ_DEFAULT")}
+    # What make secrets writes for it: every service's user, and no guest.
+    users = {user["name"] for user in access.broker_definitions(FAKE_SECRETS)["users"]}
+    assert "guest" not in users
+    assert {access.broker_user(s) for s in access.SERVICES} <= users
+    for name in SERVICES:
+        url = interpolate(environment(services[name])["CAESAR_AMQP_URL"], FAKE_SECRETS)
+        assert url.split("://", 1)[1].split(":", 1)[0] in users
+
+
+def test_database_runs_with_auth_and_per_service_users(services: dict[str, Any]) -> None:
+    mongodb = services["mongodb"]
+    env = environment(mongodb)
+    assert env["MONGO_INITDB_ROOT_USERNAME"] == access.database_user(access.ADMIN)
+    assert env["MONGO_INITDB_ROOT_PASSWORD"] == secret_ref(access.database_secret(access.ADMIN))
+    for service in access.SERVICES:
+        secret = access.database_secret(service)
+        assert env[secret] == secret_ref(secret)
+    mounts = {target: source for source, target in volume_mounts(mongodb)}
+    scripts = [t for t in mounts if t.startswith("/docker-entrypoint-initdb.d/")]
+    assert [mounts[t] for t in scripts] == ["./deploy/mongodb/init-users.js"]
+    assert scripts[0].endswith(".js")
+    # The healthcheck logs in as a service user over the network, password from the
+    # environment (not the command line): healthy means the users exist.
+    health = healthcheck_text(mongodb)
+    assert "process.env.DB_ACCOUNTING_PASSWORD" in health
+    assert "caesar-accounting" in health
+
+
+def test_database_init_script_agrees_with_access() -> None:
+    """deploy/mongodb/init-users.js creates what caesar_common.access says, from the env."""
+    script = MONGO_INIT.read_text()
+    listed = re.search(r"const SERVICES = \[(?P<items>[^\]]*)\];", script)
+    assert listed, "no SERVICES list"
+    assert tuple(json.loads(f"[{listed['items']}]")) == access.SERVICES
+    variable = re.search(r"const variable = `(?P<template>[^`]*)`;", script)
+    user = re.search(r"user: `(?P<template>[^`]*)`", script)
+    roles = re.search(r"roles: \[\{ role: \"(?P<role>\w+)\", db: `(?P<db>[^`]*)` \}\]", script)
+    assert variable, "no DB_<SERVICE>_PASSWORD template"
+    assert user, "no user template"
+    assert roles, "no roles template"
+    assert "process.env[variable]" in script
+    assert "pwd: password" in script
+
+    def render(template: str, service: str) -> str:
+        return template.replace("${service.toUpperCase()}", service.upper()).replace("${service}", service)
+
+    for service in access.SERVICES:
+        assert render(variable["template"], service) == access.database_secret(service)
+        assert render(user["template"], service) == access.database_user(service)
+        assert [{"role": roles["role"], "db": render(roles["db"], service)}] == access.database_roles(service)
+    assert not URL_CREDENTIALS_RE.search(script)
+
+
 # --------------------------------------------------------------------------- Keycloak
 
 
-def test_keycloak_imports_the_caesar_realm(services: dict[str, Any]) -> None:
+def load_realm(path: Path) -> dict[str, Any]:
+    realm: dict[str, Any] = json.loads(path.read_text())
+    return realm
+
+
+def test_keycloak_runs_in_production_mode(services: dict[str, Any]) -> None:
     keycloak = services["keycloak"]
     assert keycloak["image"].startswith("quay.io/keycloak/keycloak:26.")
     command = keycloak["command"]
     command = command.split() if isinstance(command, str) else command
-    assert command[0] == "start-dev"
+    assert command[0] == "start", "start-dev is for development only"
     assert "--import-realm" in command
+    assert not any("start-dev" in str(part) for part in command)
     env = environment(keycloak)
+    assert env["KC_HTTP_ENABLED"] == "true"  # TLS is terminated by a proxy in front
     assert env["KC_HTTP_PORT"] == "8180"
-    assert {"KC_BOOTSTRAP_ADMIN_USERNAME", "KC_BOOTSTRAP_ADMIN_PASSWORD"} <= set(env)
-    assert ("8180", 8180) in port_mappings(keycloak)
-    assert environment(services["api"])["CAESAR_KEYCLOAK_URL"].endswith(":8180")
+    assert env["KC_HEALTH_ENABLED"] == "true"
+    assert env["KC_BOOTSTRAP_ADMIN_USERNAME"] == "admin"
+    assert env["KC_BOOTSTRAP_ADMIN_PASSWORD"] == secret_ref("KEYCLOAK_ADMIN_PASSWORD")
+    # Its own Postgres, not the dev-file database.
+    assert env["KC_DB"] == "postgres"
+    database = services["keycloak-db"]
+    assert database["image"] == "postgres:17"
+    db_env = environment(database)
+    assert env["KC_DB_URL"] == f"jdbc:postgresql://keycloak-db:5432/{db_env['POSTGRES_DB']}"
+    assert env["KC_DB_USERNAME"] == db_env["POSTGRES_USER"]
+    assert env["KC_DB_PASSWORD"] == db_env["POSTGRES_PASSWORD"] == secret_ref("KEYCLOAK_DB_PASSWORD")
+    assert depends_on(keycloak)["keycloak-db"]["condition"] == "service_healthy"
+    assert any(is_named_volume(src or ".") for src, _ in volume_mounts(database))
+    # One issuer: the URL users reach (published on this host only) is the api's issuer.
+    api = environment(services["api"])
+    assert f"{env['KC_HOSTNAME']}/realms/{api['CAESAR_KEYCLOAK_REALM']}" == api["CAESAR_KEYCLOAK_ISSUER"]
+    assert published_ports(keycloak) == [(LOOPBACK, "8180", 8180)]
+    assert env["KC_HOSTNAME"] == "http://localhost:8180"
+    assert api["CAESAR_KEYCLOAK_URL"] == "http://keycloak:8180"
 
+
+def test_keycloak_imports_the_compose_realm(services: dict[str, Any]) -> None:
     realm_files = [
         source
-        for source, target in volume_mounts(keycloak)
+        for source, target in volume_mounts(services["keycloak"])
         if source and target.startswith("/opt/keycloak/data/import/")
     ]
     assert realm_files == ["./deploy/keycloak/caesar-realm.json"]
-    realm = json.loads((ROOT / realm_files[0]).read_text())
-    assert realm["realm"] == "caesar"
+    assert (ROOT / realm_files[0]).resolve() == COMPOSE_REALM
+
+
+def check_realm_serves_the_api(realm: dict[str, Any], api_env: dict[str, str]) -> None:
+    """What the api needs of tokens: its realm, the roles it reads, the audience."""
+    assert realm["realm"] == api_env["CAESAR_KEYCLOAK_REALM"]
     assert realm["enabled"] is True
+    assert realm["sslRequired"] in {"external", "all"}
+    assert realm.get("registrationAllowed", False) is False
     assert {role["name"] for role in realm["roles"]["realm"]} >= {"user", "admin"}
-    clients = {client["clientId"]: client for client in realm["clients"]}
-    api = clients["caesar-api"]
+    clients = realm_clients(realm)
+    api = clients[api_env["CAESAR_KEYCLOAK_AUDIENCE"]]
     assert api["publicClient"] is False
     assert api.get("bearerOnly", False) is False
+    assert not issues_tokens_to_users(api), "the api's own client signs no one in"
+    assert not api.get("serviceAccountsEnabled", False)
+    for client_id, client in clients.items():
+        assert "secret" not in client, f"{client_id}: a client secret in the realm file"
+        assert not client.get("implicitFlowEnabled", False), client_id
+        if issues_tokens_to_users(client):
+            assert client["publicClient"] is True, client_id
+            assert audiences(client) == [api_env["CAESAR_KEYCLOAK_AUDIENCE"]], client_id
     cli = clients["caesar-cli"]
-    assert cli["publicClient"] is True
-    assert cli["directAccessGrantsEnabled"] is True
-    audiences = [
-        mapper["config"].get("included.client.audience")
-        for mapper in cli.get("protocolMappers", [])
-        if mapper["protocolMapper"] == "oidc-audience-mapper"
-    ]
-    assert audiences == [environment(services["api"])["CAESAR_KEYCLOAK_AUDIENCE"]]
-    # Development users: at least two ordinary users and one admin, with passwords.
-    users = realm["users"]
-    roles = [set(user.get("realmRoles", [])) for user in users]
-    assert sum(1 for r in roles if "user" in r and "admin" not in r) >= 2
-    assert sum(1 for r in roles if "admin" in r) >= 1
-    assert all(user["credentials"][0]["type"] == "password" for user in users)
+    assert cli["attributes"]["oauth2.device.authorization.grant.enabled"] == "true"
+    assert cli["standardFlowEnabled"] is False
+    web = clients["caesar-web"]
+    assert web["standardFlowEnabled"] is True
+    assert web["directAccessGrantsEnabled"] is False
+    assert web["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert web["attributes"].get("oauth2.device.authorization.grant.enabled", "false") == "false"
+    # Brute-force protection: a temporary lockout after a few failures (no permanent
+    # lockout, which would let anyone lock a user out for good).
+    assert realm["bruteForceProtected"] is True
+    assert realm.get("permanentLockout", False) is False
+    assert 1 <= realm["failureFactor"] <= 10
+    assert realm["waitIncrementSeconds"] >= 30
+    assert realm["maxFailureWaitSeconds"] >= realm["waitIncrementSeconds"]
+    assert realm["minimumQuickLoginWaitSeconds"] > 0
+
+
+def test_compose_realm(services: dict[str, Any]) -> None:
+    realm = load_realm(COMPOSE_REALM)
+    api_env = environment(services["api"])
+    check_realm_serves_the_api(realm, api_env)
+    # No users at all: people are created in the admin console, with their own passwords.
+    assert not realm.get("users"), "the compose realm has users"
+    keys = {where.rsplit("/", 1)[-1].removesuffix(":key") for where, _ in walk_strings(realm)}
+    assert not keys & {"users", "credentials", "secret", "password", "value"}
+    clients = realm_clients(realm)
+    for client_id, client in clients.items():
+        assert client.get("directAccessGrantsEnabled", False) is False, f"{client_id}: password grant"
+    # The browser client comes back to the api only.
+    api_url = "http://localhost:{}".format(published_ports(services["api"])[0][1])
+    web = clients["caesar-web"]
+    assert web["redirectUris"]
+    assert all(uri.startswith(f"{api_url}/") for uri in web["redirectUris"])
+    assert set(web["webOrigins"]) <= {api_url}
+    assert all(
+        uri.startswith(f"{api_url}/") for uri in web["attributes"]["post.logout.redirect.uris"].split("##")
+    )
+    assert "DEVELOPMENT" not in realm.get("displayName", "").upper()
+
+
+def test_dev_realm_is_the_compose_realm_plus_known_users(services: dict[str, Any]) -> None:
+    dev, compose_realm = load_realm(DEV_REALM), load_realm(COMPOSE_REALM)
+    check_realm_serves_the_api(dev, environment(services["api"]))
+    assert "DEVELOPMENT" in dev["displayName"].upper()
+    # The tests and `scripts/keycloak.sh token` log in with a username and password.
+    assert realm_clients(dev)["caesar-cli"]["directAccessGrantsEnabled"] is True
+    # alice, bob (users) and carol (admin), with the passwords the tests use.
+    users = {user["username"]: user for user in dev["users"]}
+    assert set(users) == set(PASSWORDS)
+    for name, user in users.items():
+        assert user["credentials"] == [{"type": "password", "value": PASSWORDS[name], "temporary": False}]
+        assert "user" in user["realmRoles"]
+        # The realm's password policy (length(12) and notUsername) holds for them.
+        assert len(PASSWORDS[name]) >= 12
+        assert PASSWORDS[name] != name
+    assert dev["passwordPolicy"] == "length(12) and notUsername"
+    assert [name for name, user in users.items() if "admin" in user["realmRoles"]] == ["carol"]
+
+    # Otherwise the same realm, so the tests prove what compose deploys.
+    def shared(realm: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in realm.items() if k not in {"users", "displayName"}}
+        rest["clients"] = [
+            {
+                k: v
+                for k, v in client.items()
+                if k not in {"description", "directAccessGrantsEnabled", "redirectUris", "webOrigins"}
+            }
+            | {
+                "attributes": {
+                    k: v for k, v in client.get("attributes", {}).items() if k != "post.logout.redirect.uris"
+                }
+            }
+            for client in realm["clients"]
+        ]
+        return rest
+
+    assert shared(dev) == shared(compose_realm)
+
+
+def test_only_the_dev_realm_has_users_and_only_the_dev_script_uses_it() -> None:
+    with_users = [path.name for path in sorted(KEYCLOAK_DIR.glob("*.json")) if load_realm(path).get("users")]
+    assert with_users == [DEV_REALM.name]
+    script = KEYCLOAK_SCRIPT.read_text()
+    assert re.search(r'^REALM_FILE="\$REPO/deploy/keycloak/caesar-realm-dev\.json"$', script, re.M)
+    assert "DEVELOPMENT ONLY" in script
+    assert COMPOSE_FILE.read_text().count("caesar-realm-dev") == 0
+    # The local admin's password comes from the generated secrets, not a default.
+    assert 'credentials.py" env "$SECRETS_FILE"' in script
+    assert "KEYCLOAK_ADMIN_PASSWORD:-" not in script
 
 
 # --------------------------------------------------------------------------- docker compose
@@ -534,7 +1092,7 @@ def test_stop_grace_covers_the_services_own_shutdown(services: dict[str, Any]) -
     assert _seconds(services["api"]["stop_grace_period"]) > api.http_shutdown_grace_s
 
 
-def test_docker_compose_config_is_valid() -> None:
+def test_docker_compose_config_is_valid(tmp_path: Path) -> None:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker CLI not installed; docker compose config not run")
@@ -543,12 +1101,23 @@ def test_docker_compose_config_is_valid() -> None:
     )
     if probe.returncode != 0:
         pytest.skip("docker compose plugin not installed; docker compose config not run")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    # With a stand-in .env it is valid; with an empty one compose refuses (${VAR:?...}).
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "DOCKER_CONFIG") if key in os.environ}
+    dotenv, empty = tmp_path / "secrets.env", tmp_path / "empty.env"
+    dotenv.write_text("".join(f"{name}={value}\n" for name, value in FAKE_SECRETS.items()))
+    empty.write_text("")
+    results = {
+        path.name: subprocess.run(
+            [docker, "compose", "--env-file", str(path), "-f", str(COMPOSE_FILE), "config", "-q"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        for path in (dotenv, empty)
+    }
+    assert results[dotenv.name].returncode == 0, results[dotenv.name].stderr
+    assert results[empty.name].returncode != 0
+    assert "run make secrets" in results[empty.name].stderr
