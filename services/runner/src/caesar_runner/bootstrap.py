@@ -87,13 +87,19 @@ def _self_fence_check(runner: JobRunner) -> Callable[[], Awaitable[None]]:
 
 
 class RunnerProcess:
-    """The runner's start and drain hooks for :func:`caesar_common.runtime.run_service`."""
+    """The runner's start and drain hooks for :func:`caesar_common.runtime.run_service`.
 
-    def __init__(self) -> None:
+    ``executor``: built before the service connects anywhere (``__main__`` does), so a
+    runner that must not run jobs (a root runner without usable job users) refuses to
+    start at once, with the reason, instead of after reaching the broker.
+    """
+
+    def __init__(self, executor: Executor | None = None) -> None:
         self.runner: JobRunner | None = None
+        self._executor = executor
 
     async def start(self, runtime: ServiceRuntime[RunnerSettings]) -> None:
-        self.runner = await build(runtime)
+        self.runner = await build(runtime, executor=self._executor)
 
     async def drain(self, runtime: ServiceRuntime[RunnerSettings]) -> None:
         if self.runner is None:

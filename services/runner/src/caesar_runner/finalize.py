@@ -96,9 +96,16 @@ def finalize_step(app: str, ctx: PlanContext) -> Step | None:
 
 
 def read_record(job_dir: Path) -> dict[str, Any] | None:
-    """The finalize step's record (for the manifest), or ``None`` if it did not run."""
+    """The finalize step's record (for the manifest), or ``None`` if it did not run.
+
+    Read by the runner, possibly root, from a directory the job wrote as a job user: a
+    symlink planted at the record's name is not followed (it could name a file only root
+    may read, whose text would end up in the manifest).
+    """
     try:
-        data = json.loads((job_dir / RECORD).read_text())
+        fd = os.open(job_dir / RECORD, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -7,9 +7,10 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from caesar_common.settings import ServiceSettings
+from caesar_runner.domain.jobusers import UidRange
 
 
 def _default_runner_id() -> str:
@@ -47,6 +48,33 @@ class RunnerSettings(ServiceSettings):
     )
     max_open_files: int = Field(4096, title="RLIMIT_NOFILE of job processes")
     max_file_size_bytes: int = Field(64 * 2**30, title="RLIMIT_FSIZE of job processes")
+    # -- job users (local executor, runner started as root) ------------------------------
+    job_uids: str = Field(
+        "60600-60727",
+        title="Numeric uids (first-last) a root runner runs jobs as, one per running attempt",
+        description="Used only when the runner runs as root: each attempt runs as a uid of this "
+        "range that no other attempt on the host holds, with the job group as its only group, "
+        "so a job can read its input and write its attempt directory and nothing of other "
+        "jobs, uploads or the service. The uids need no passwd entries; a uid that is a real "
+        "account (primary group other than the job group) makes the runner refuse to start. "
+        "Runners of one host may share the range (uids are locked host-wide); it needs at "
+        "least as many uids as slots.",
+    )
+    job_group: str = Field(
+        "caesar-job",
+        title="Group of the job users (must exist: scripts/jobuser.sh creates it)",
+    )
+    job_users_state_dir: Path = Field(
+        Path("/var/lib/caesar-runner/job-users"),
+        title="Host-local directory of the job users' locks and hand-over records (root only)",
+        description="Must be on local disk and the same for every runner of the host.",
+    )
+    jobs_run_as_runner: bool = Field(
+        False,
+        title="UNSAFE: run jobs as the runner's own user even when the runner is root",
+        description="Only for a host where no job users can be set up and every client is "
+        "trusted: a job running as root can read every upload and secret and take the host.",
+    )
     executor: Literal["local", "slurm"] = Field(
         "local",
         title="Executor kind",
@@ -73,6 +101,12 @@ class RunnerSettings(ServiceSettings):
     slurm_unavailable_grace_s: float = Field(
         600.0, title="How long slurmrestd may fail before running jobs are failed (retryable)"
     )
+
+    @field_validator("job_uids")
+    @classmethod
+    def _uid_range(cls, value: str) -> str:
+        """A malformed range fails at start, whether or not the runner is root."""
+        return str(UidRange.parse(value))
 
     @model_validator(mode="after")
     def _slurm_defaults(self) -> RunnerSettings:

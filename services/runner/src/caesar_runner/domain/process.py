@@ -9,6 +9,7 @@ from pathlib import Path
 
 from caesar_common.jobstate import JobState
 from caesar_common.layout import JOB_TMP_DIR
+from caesar_runner.domain.jobusers import JobUser, setpriv_user_options
 
 
 def sanitised_environment(bin_dir: Path, job_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
@@ -59,15 +60,17 @@ class Limits:
     address_space_bytes: int | None = None
 
 
-def limited_argv(argv: Sequence[str], limits: Limits) -> list[str]:
+def limited_argv(argv: Sequence[str], limits: Limits, user: JobUser | None = None) -> list[str]:
     """Wrap ``argv`` so the kernel enforces limits and kills the job if the runner dies.
 
     ``setpriv --pdeathsig KILL`` ties the job to the runner (no orphan keeps running
     after a runner crash) and ``prlimit`` sets the limits; both exec the next program,
-    so no shell is involved and the app keeps the pid we report.
+    so no shell is involved and the app keeps the pid we report. With a ``user`` (a root
+    runner), ``setpriv`` also becomes that job user before anything of the job runs.
     """
     return [
         "setpriv",
+        *(setpriv_user_options(user) if user is not None else []),
         "--pdeathsig",
         "KILL",
         "--",

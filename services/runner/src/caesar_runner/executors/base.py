@@ -37,6 +37,9 @@ class JobSpec:
     """Asked before each step starts; ``False`` stops the attempt as canceled (fenced:
     a later attempt of the job has started). Executors that submit every step at once
     (Slurm) rely on the cancel event instead."""
+    staged_input: Path | None = None
+    """The input's link in ``job_dir``. An executor that runs the job as a user of its
+    own (a root runner's job users) makes it readable to that user for the attempt."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from caesar_runner.adapters.jobuser_setup import job_users_for
 from caesar_runner.adapters.slurmrestd import SlurmRestClient, TokenSource, api_version
 from caesar_runner.executors.base import Executor
 from caesar_runner.executors.local import LocalExecutor
@@ -24,6 +25,7 @@ def _local(settings: RunnerSettings, bin_dir: Path) -> Executor:
         max_open_files=settings.max_open_files,
         max_file_size_bytes=settings.max_file_size_bytes,
         fence_s=settings.self_fence_s,
+        job_users=job_users_for(settings, bin_dir),
     )
 
 
@@ -47,5 +49,9 @@ EXECUTORS: dict[str, Callable[[RunnerSettings, Path], Executor]] = {"local": _lo
 
 
 def build_executor(settings: RunnerSettings, bin_dir: Path) -> Executor:
-    """The executor named by the settings (the settings class already refused others)."""
+    """The executor named by the settings (the settings class already refused others).
+
+    Raises :class:`~caesar_runner.adapters.jobuser_setup.JobUsersUnusable` when a root
+    runner cannot run its local jobs as job users: it must not start then.
+    """
     return EXECUTORS[settings.executor](settings, bin_dir)

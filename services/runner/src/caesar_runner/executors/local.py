@@ -12,10 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from caesar_common.apps.base import Step
 from caesar_common.jobstate import JobState
+from caesar_common.layout import JOB_TMP_DIR
+from caesar_runner.adapters.jobusers import JobUsers, NoFreeJobUser
+from caesar_runner.domain.jobusers import JobUser
 from caesar_runner.domain.process import (
     JOB_DIR_MODE,
     JOB_TMP_MODE,
@@ -47,7 +50,12 @@ def _wait(pid: int) -> tuple[int, resource.struct_rusage | None]:
 
 
 class LocalExecutor:
-    """The ``local`` executor: argv lists, sanitised env, limits, wall time, kill on cancel."""
+    """The ``local`` executor: argv lists, sanitised env, limits, wall time, kill on cancel.
+
+    With ``job_users`` (a runner started as root) each attempt runs as a job user of its
+    own: its directory is handed over before the first step and taken back, with every
+    process of that uid killed, after the last (see :mod:`caesar_runner.domain.jobusers`).
+    """
 
     kind = "local"
     reattaches = False  # job processes die with the runner (--pdeathsig KILL)
@@ -62,8 +70,11 @@ class LocalExecutor:
         max_file_size_bytes: int = 64 * 2**30,
         pool: str = "",
         fence_s: float | None = None,
+        job_users: JobUsers | None = None,
     ) -> None:
         self.pool = pool or self.kind
+        # A root runner runs each attempt as a job user of its own (None: as the runner).
+        self._users = job_users
         # A frozen runner cannot stop its jobs: the guardian does, after ``fence_s``.
         self._guardian = Guardian(fence_s) if fence_s is not None else None
         self._bin_dir = bin_dir
@@ -74,7 +85,28 @@ class LocalExecutor:
         # starve the default executor used for hashing and FITS reading.
         self._waiters = ThreadPoolExecutor(max_workers=slots + 2, thread_name_prefix="wait4")
 
-    def _spawn(self, step: Step, spec: JobSpec, index: int) -> subprocess.Popen[bytes]:
+    @staticmethod
+    def _prepare_dir(spec: JobSpec) -> None:
+        """Private modes and the scratch directory, once, before anything of the job runs.
+
+        Explicit modes (mkdir's mode is filtered by the umask): no other user of the
+        host may read a job's data, which can be proprietary. Done before the first step
+        only: between steps the directory may be a job user's, and a path the job could
+        have replaced by a symlink is never chmod-ed by root.
+        """
+        os.chmod(spec.job_dir, JOB_DIR_MODE)
+        scratch = spec.job_dir / JOB_TMP_DIR
+        scratch.mkdir(exist_ok=True)
+        os.chmod(scratch, JOB_TMP_MODE, follow_symlinks=False)
+
+    @staticmethod
+    def _open_log(path: Path) -> int:
+        """A new log file; never through a symlink or onto a file a job left at that name."""
+        path.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(path, flags, 0o644)
+
+    def _spawn(self, step: Step, spec: JobSpec, index: int, user: JobUser | None) -> subprocess.Popen[bytes]:
         limits = Limits(
             cpu_seconds=max(60, spec.wall_time_s * max(1, spec.cores) + 60),
             open_files=self._max_open_files,
@@ -82,27 +114,25 @@ class LocalExecutor:
             address_space_bytes=address_space_bytes(spec.memory_mb),
         )
         env = sanitised_environment(self._bin_dir, spec.job_dir, step.env)
-        # Explicit modes (mkdir's mode is filtered by the umask): no other user of the
-        # host may read a job's data, which can be proprietary.
-        os.chmod(spec.job_dir, JOB_DIR_MODE)
-        (spec.job_dir / "tmp").mkdir(exist_ok=True)
-        os.chmod(spec.job_dir / "tmp", JOB_TMP_MODE)
         prefix = f"{index:02d}-{step.name}"
-        stdout: IO[bytes]
-        with (
-            open(spec.job_dir / f"{prefix}.stdout.log", "wb") as stdout,
-            open(spec.job_dir / f"{prefix}.stderr.log", "wb") as stderr,
-        ):
-            return subprocess.Popen(
-                limited_argv(step.argv, limits),
-                cwd=spec.job_dir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-                close_fds=True,
-            )
+        stdout = self._open_log(spec.job_dir / f"{prefix}.stdout.log")
+        try:
+            stderr = self._open_log(spec.job_dir / f"{prefix}.stderr.log")
+            try:
+                return subprocess.Popen(
+                    limited_argv(step.argv, limits, user),
+                    cwd=spec.job_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                os.close(stderr)
+        finally:
+            os.close(stdout)
 
     async def _stop_group(self, pid: int, waiter: asyncio.Future[Any]) -> None:
         with suppress(ProcessLookupError):
@@ -114,8 +144,40 @@ class LocalExecutor:
                 os.killpg(pid, signal.SIGKILL)
 
     async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
+        try:
+            await asyncio.to_thread(self._prepare_dir, spec)
+        except OSError as exc:
+            return ExecutionResult(JobState.FAILURE, None, 0.0, 0.0, 0, f"job directory not usable: {exc}")
+        if self._users is None:
+            return await self._run_steps(spec, on_started, cancel, None, started)
+        try:
+            lease = await asyncio.to_thread(self._users.acquire)
+        except (NoFreeJobUser, OSError) as exc:
+            elapsed, reason = time.monotonic() - started, f"no job user: {exc}"
+            return ExecutionResult(JobState.FAILURE, None, elapsed, 0.0, 0, reason, retryable=True)
+        try:
+            try:
+                await asyncio.to_thread(lease.hand_over, spec.job_dir, spec.staged_input)
+            except (OSError, ValueError) as exc:  # ValueError: not under the jobs root
+                elapsed = time.monotonic() - started
+                reason = f"could not hand the attempt to its job user: {exc}"
+                return ExecutionResult(JobState.FAILURE, None, elapsed, 0.0, 0, reason, retryable=True)
+            return await self._run_steps(spec, on_started, cancel, lease.user, started)
+        finally:
+            # Shielded: a cancelled run still kills the job user's processes and takes
+            # the directory back before the uid can be leased again.
+            await asyncio.shield(asyncio.to_thread(lease.give_back))
+
+    async def _run_steps(
+        self,
+        spec: JobSpec,
+        on_started: StartedCallback,
+        cancel: asyncio.Event,
+        user: JobUser | None,
+        started: float,
+    ) -> ExecutionResult:
+        loop = asyncio.get_running_loop()
         deadline = started + spec.wall_time_s
         cpu_s = 0.0
         peak_rss = 0
@@ -131,7 +193,7 @@ class LocalExecutor:
             if self._guardian is not None:
                 self._guardian.ensure_running()
             try:
-                process = self._spawn(step, spec, index)
+                process = self._spawn(step, spec, index, user)
             except OSError as exc:
                 return result(JobState.FAILURE, None, f"step {step.name} could not start: {exc}")
             if self._guardian is not None:

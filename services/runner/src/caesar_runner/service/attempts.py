@@ -386,6 +386,7 @@ class JobRunner:
             cores=msg.cores,
             memory_mb=msg.memory_mb,
             before_step=lambda: not self._fenced(job),
+            staged_input=staged,
         )
 
         async def on_started(pid: int | None) -> None:
