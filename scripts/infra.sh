@@ -138,8 +138,12 @@ rabbit_prepare() {
   mkdir -p "$RABBIT_DIR"/{mnesia,log} "$LOG_DIR"
   printf '%s\n' \
     "listeners.tcp.default = 127.0.0.1:$CAESAR_RABBITMQ_PORT" \
-    "loopback_users = none" >"$RABBIT_DIR/rabbitmq.conf"
-  echo '[].' >"$RABBIT_DIR/enabled_plugins"
+    "loopback_users = none" \
+    "prometheus.tcp.ip = 127.0.0.1" \
+    "prometheus.tcp.port = $CAESAR_RABBITMQ_PROMETHEUS_PORT" >"$RABBIT_DIR/rabbitmq.conf"
+  # Queue depths and rates for Prometheus (http://127.0.0.1:15692/metrics), as the
+  # operators' dashboards read them; no management UI.
+  echo '[rabbitmq_prometheus].' >"$RABBIT_DIR/enabled_plugins"
   : >"$RABBIT_DIR/rabbitmq-env.conf"
   echo '[].' >"$RABBIT_DIR/advanced.config"
   local cookie="$RABBIT_DIR/.erlang.cookie"
@@ -191,7 +195,11 @@ rabbit_users() {
   python3 "$REPO/scripts/credentials.py" broker-definitions --env "$SECRETS_FILE" --out "$defs"
   chmod 600 "$defs"
   rmqctl -q import_definitions "$defs" >/dev/null
-  if rmqctl -q list_users --no-table-headers | grep -q '^guest\b'; then
+  local users
+  # Into a variable first: `grep -q` in a pipe may exit before rabbitmqctl has written
+  # everything, which then dies of SIGPIPE and (pipefail) fails the test.
+  users="$(rmqctl -q list_users --no-table-headers)"
+  if grep -q '^guest\b' <<<"$users"; then
     log "deleting RabbitMQ's default guest user"
     rmqctl -q delete_user guest >/dev/null
   fi
@@ -323,10 +331,6 @@ private_run_dir() {
   done
 }
 
-record() {
-  local f="$RUN_DIR/started-by-$TAG"
-  grep -qsx "$1" "$f" || echo "$1" >>"$f"
-}
 
 # claimed_elsewhere WHAT -> true if a tag other than $STOP_TAG records WHAT
 claimed_elsewhere() {

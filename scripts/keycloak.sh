@@ -147,17 +147,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local f="$RUN_DIR/started-by-$STOP_TAG" other
-  if [[ -n "$STOP_TAG" ]]; then
-    grep -qsx keycloak "$f" || { log "Keycloak was not started with tag '$STOP_TAG'"; return 0; }
-    sed -i '/^keycloak$/d' "$f"
-    for other in "$RUN_DIR"/started-by-*; do
-      [[ -f "$other" ]] && grep -qx keycloak "$other" &&
-        { log "Keycloak stays up: still used by ${other##*/started-by-}"; return 0; }
-    done
-  else
-    for other in "$RUN_DIR"/started-by-*; do [[ -f "$other" ]] && sed -i '/^keycloak$/d' "$other"; done
-  fi
+  release keycloak Keycloak || return 0
   kill_pidfile "$KC_PID" keycloak 30
 }
 
@@ -179,11 +169,6 @@ cmd_token() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
-record() {
-  mkdir -p "$RUN_DIR"
-  local f="$RUN_DIR/started-by-$TAG"
-  grep -qsx "$1" "$f" || echo "$1" >>"$f"
-}
 
 TAG="${CAESAR_START_TAG:-manual}"
 STOP_TAG=""

@@ -15,6 +15,7 @@ TOOLS_DIR="${CAESAR_TOOLS_DIR:-$HOME/.cache/caesar-rest/tools}"
 # Infrastructure ports.
 CAESAR_RABBITMQ_PORT="${CAESAR_RABBITMQ_PORT:-5672}"
 CAESAR_RABBITMQ_DIST_PORT="${CAESAR_RABBITMQ_DIST_PORT:-25672}"
+CAESAR_RABBITMQ_PROMETHEUS_PORT="${CAESAR_RABBITMQ_PROMETHEUS_PORT:-15692}"
 CAESAR_MONGO_PORT="${CAESAR_MONGO_PORT:-27017}"
 
 # Health/HTTP port of each service.
@@ -136,4 +137,33 @@ kill_pidfile() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------- who started what
+# A script's `start` records each thing it started (or found running) in
+# $RUN_DIR/started-by-<tag> ($TAG: --tag or $CAESAR_START_TAG); `stop --tag T` stops
+# it only once no other tag still records it (e.g. `make up` outlives `make test`).
+
+# record WHAT: tag $TAG uses WHAT
+record() {
+  mkdir -p "$RUN_DIR"
+  local f="$RUN_DIR/started-by-$TAG"
+  grep -qsx "$1" "$f" || echo "$1" >>"$f"
+}
+
+# release WHAT LABEL -> true if WHAT is to be stopped now: $STOP_TAG's record of it is
+# dropped and no other tag records it (plain stop, no tag: every record is dropped)
+release() {
+  local what="$1" label="$2" f="$RUN_DIR/started-by-$STOP_TAG" other
+  if [[ -n "$STOP_TAG" ]]; then
+    grep -qsx "$what" "$f" || { log "$label was not started with tag '$STOP_TAG'"; return 1; }
+    sed -i "/^$what\$/d" "$f"
+    for other in "$RUN_DIR"/started-by-*; do
+      [[ -f "$other" ]] && grep -qx "$what" "$other" &&
+        { log "$label stays up: still used by ${other##*/started-by-}"; return 1; }
+    done
+  else
+    for other in "$RUN_DIR"/started-by-*; do [[ -f "$other" ]] && sed -i "/^$what\$/d" "$other"; done
+  fi
+  return 0
 }

@@ -14,7 +14,7 @@ from caesar_common.bus import Bus, runner_pool_queue
 from caesar_common.events import Envelope, InputFile, JobCancelRequested, RunJob
 from caesar_common.runtime import ServiceRuntime
 from caesar_runner.adapters.claims import CANCELS, CLAIMS, INDEXES
-from caesar_runner.bootstrap import build
+from caesar_runner.bootstrap import OUTBOX_COLLECTIONS, build
 from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
 from caesar_testkit.skysim import SimulationSpec, write_simulation
@@ -50,7 +50,7 @@ async def runner(
         runner_id="runner-test",
         heartbeat_interval_s=0.5,
     )
-    runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=[CLAIMS])
+    runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
     await runtime.connect()
     job_runner = await build(runtime)
     bus = Bus(amqp_url, "test")

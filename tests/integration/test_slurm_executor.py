@@ -26,7 +26,7 @@ from caesar_common.apps.trivial import TrivialApp
 from caesar_common.bus import Bus, runner_pool_queue
 from caesar_common.events import Envelope, InputFile, JobCancelRequested, RunJob
 from caesar_common.runtime import ServiceRuntime
-from caesar_runner.adapters.claims import CLAIMS, INDEXES
+from caesar_runner.adapters.claims import INDEXES
 from caesar_runner.adapters.slurmrestd import (
     SlurmAuthError,
     SlurmJob,
@@ -34,7 +34,7 @@ from caesar_runner.adapters.slurmrestd import (
     TokenSource,
     api_version,
 )
-from caesar_runner.bootstrap import build
+from caesar_runner.bootstrap import OUTBOX_COLLECTIONS, build
 from caesar_runner.executors.slurm import EXIT_RECORD, SCRIPT_FILE, identifies
 from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
@@ -130,7 +130,7 @@ async def start_runner(
             slurm_max_poll_interval_s=2.0,
         )
         assert settings.pool == "slurm"
-        runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=[CLAIMS])
+        runtime = ServiceRuntime("runner", settings, indexes=INDEXES, outbox_collections=OUTBOX_COLLECTIONS)
         await runtime.connect()
         job_runner = await build(runtime, find_app=_with_trivial)
         bus = Bus(amqp_url, "test")
