@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
 
-.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean
+.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean dashboards
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,20 +16,25 @@ secrets: ## random credentials for docker compose: .env and deploy/rabbitmq/defi
 install: ## install RabbitMQ, uv, secantusdb and the project venv
 	scripts/infra.sh install
 
-up: install ## start infra and all services, run the demo, print the URLs (CAESAR_AUTH_ENABLED=true: with Keycloak)
+up: install ## start infra and all services, run the demo, print the URLs (CAESAR_AUTH_ENABLED=true: with Keycloak; CAESAR_TRACING=true: with Jaeger)
 	scripts/infra.sh start
 	if [[ "$${CAESAR_AUTH_ENABLED:-false}" == true ]]; then scripts/keycloak.sh start; fi
-	scripts/services.sh start
+	if [[ "$${CAESAR_TRACING:-false}" == true ]]; then scripts/jaeger.sh start; fi
+	if [[ "$${CAESAR_TRACING:-false}" == true ]]; then export "$$(scripts/jaeger.sh env)"; fi; \
+	  scripts/services.sh start
 	if [[ "$${CAESAR_AUTH_ENABLED:-false}" == true ]]; then \
 	  echo "auth on: get a token with: scripts/keycloak.sh token alice alice-dev-password"; \
 	else $(PY) scripts/demo.py; fi
 	@echo "api:     $(API)/caesar/api/v1.0/apps"
 	@echo "docs:    $(API)/docs"
 	@echo "metrics: $(API)/metrics"
+	@if [[ "$${CAESAR_TRACING:-false}" == true ]]; then \
+	  echo "traces:  $$(scripts/jaeger.sh url) (query API: $$(scripts/jaeger.sh url)/api/traces?service=caesar-runner)"; fi
 
 down: ## stop all services and the infrastructure
 	scripts/services.sh stop
 	scripts/keycloak.sh stop
+	scripts/jaeger.sh stop
 	scripts/infra.sh stop
 
 test: ## full suite as CI runs it (ruff, format, mypy, pytest with live infra, coverage)
@@ -51,6 +56,9 @@ format: ## ruff format (rewrites files)
 typecheck: ## mypy: strict on libs and services; tests with their override (pyproject)
 	.venv/bin/mypy libs/*/src services/*/src
 	.venv/bin/mypy tests
+
+dashboards: ## write the Grafana dashboards (deploy/grafana/dashboards/*.json) from deploy/grafana/dashboards.py
+	$(PY) deploy/grafana/dashboards.py
 
 bench: ## run the benchmarks (bench/results/)
 	$(PY) bench/run_all.py

@@ -37,6 +37,10 @@ start_one() {
     export CAESAR_AMQP_URL CAESAR_MONGO_URL CAESAR_HTTP_HOST=127.0.0.1 CAESAR_HTTP_PORT="$port"
     export CAESAR_DATA_ROOT="${CAESAR_DATA_ROOT:-$RUN_DIR/data}"
     export CAESAR_JOBS_ROOT="${CAESAR_JOBS_ROOT:-$RUN_DIR/jobs}"
+    # The api asks accounting for usage figures over its internal HTTP API.
+    if [[ "$name" == api ]]; then
+      export CAESAR_ACCOUNTING_URL="${CAESAR_ACCOUNTING_URL:-http://127.0.0.1:$CAESAR_ACCOUNTING_PORT}"
+    fi
     spawn "$pidfile" "$log" "$PY" -m "caesar_$name"
   )
 }

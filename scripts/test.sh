@@ -46,6 +46,8 @@ trap 'exit 130' INT TERM
 
 scripts/infra.sh install start --tag test || die "infrastructure did not come up"
 scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come up"
+scripts/prometheus.sh install || die "Prometheus (promtool) did not install"
+scripts/jaeger.sh install || die "Jaeger could not be built (tests/e2e/test_tracing.py needs it)"
 # The auth tests need the real Keycloak; with it up they must not skip.
 scripts/keycloak.sh start --tag test || die "Keycloak did not come up"
 export CAESAR_TEST_REQUIRE_KEYCLOAK=1

@@ -117,3 +117,64 @@ async def test_job_isolation_end_to_end(
     for token in (alice, bob, carol):
         for piece in token.split("."):
             assert piece not in logs
+
+
+async def test_usage_figures_are_the_callers_own_and_appstats_is_for_admins(
+    http: aiohttp.ClientSession, auth_stack: Stack, tmp_path: Path
+) -> None:
+    """Alice sees her own usage (as many jobs as her list); Bob and Alice get 403 for
+    /appstats and for another user's report; Carol (admin) gets everyone's."""
+    stack = auth_stack
+    alice, bob, carol = (password_token(u) for u in ("alice", "bob", "carol"))
+    alice_sub = claims_of(alice)["sub"]
+    report = f"{stack.api}/api/v2/accounting/usage"
+    image = tmp_path / "mine.fits"
+    write_simulation(SimulationSpec(size=64, seed=4, n_sources=1), image)
+    form = aiohttp.FormData()
+    form.add_field("file", image.read_bytes(), filename="mine.fits", content_type="application/fits")
+    async with http.post(f"{stack.v1}/upload", data=form, headers=bearer(alice)) as resp:
+        assert resp.status == 200, await resp.text()
+
+    async with http.get(f"{stack.v1}/jobs", headers=bearer(alice)) as resp:
+        listed = await resp.json()
+    completed = sum(j["state"] == "SUCCESS" for j in listed)
+    mine: dict[str, Any] = {}
+
+    async def caught_up() -> bool:
+        nonlocal mine
+        async with http.get(f"{stack.v1}/accounting", headers=bearer(alice)) as resp:
+            assert resp.status == 200
+            mine = await resp.json()
+        return bool(
+            mine["njobs"] == len(listed) and mine["njobs_completed"] == completed and mine["nfiles"] > 0
+        )
+
+    await eventually(caught_up, timeout_s=30, what="accounting to show alice's jobs")
+
+    for token in (alice, bob):
+        async with http.get(f"{stack.v1}/appstats", headers=bearer(token)) as resp:
+            assert resp.status == 403
+            assert "administrators" in (await resp.json())["status"]
+    async with http.get(f"{stack.v1}/appstats") as resp:
+        assert resp.status == 401
+    async with http.get(f"{stack.v1}/appstats", headers=bearer(carol)) as resp:
+        assert resp.status == 200
+        stats = await resp.json()
+    assert stats["nusers"] >= 1
+    assert stats["njobs"] >= mine["njobs"]
+
+    async with http.get(report, params={"user": alice_sub}, headers=bearer(bob)) as resp:
+        assert resp.status == 403
+    async with http.get(report, headers=bearer(bob)) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["totals"]["njobs"] == 0  # Bob's own: nothing
+    async with http.get(report, params={"user": alice_sub}, headers=bearer(carol)) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert [row["user"] for row in body["rows"]] == [alice_sub]
+    assert body["totals"]["njobs"] == mine["njobs"]
+    async with http.get(report, params={"format": "csv"}, headers=bearer(alice)) as resp:
+        assert resp.status == 200
+        lines = (await resp.text()).splitlines()
+    assert lines[0].startswith("user,njobs,")
+    assert lines[1].startswith(f"{alice_sub},{mine['njobs']},")

@@ -37,7 +37,8 @@ EXAMPLES = int(os.environ.get("CAESAR_FUZZ_EXAMPLES", "20"))
 def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("fuzz-open")
     env = {"CAESAR_AUTH_ENABLED": "false", "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024)}
-    with isolated_stack(root, ["api"], prefix_letter="z", **env) as stack:
+    # Accounting too: the usage routes ask it (without it they answer a documented 503).
+    with isolated_stack(root, ["api", "accounting"], prefix_letter="z", **env) as stack:
         yield stack
     log = root / "logs" / "api.log"
     assert "Traceback" not in (log.read_text(errors="replace") if log.exists() else "")

@@ -54,7 +54,8 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CAESAR_KEYCLOAK_AUDIENCE": AUDIENCE,
         "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
     }
-    with isolated_stack(root, ["api"], prefix_letter="f", **env) as stack:
+    # Accounting too: the usage routes ask it (without it they answer a documented 503).
+    with isolated_stack(root, ["api", "accounting"], prefix_letter="f", **env) as stack:
         yield stack
     log = root / "logs" / "api.log"
     assert "Traceback" not in (log.read_text(errors="replace") if log.exists() else "")

@@ -297,3 +297,56 @@ async def test_the_counted_outcome_is_the_apis_and_lost_attempts_are_billed_apar
     assert (totals["cpu_s"], totals["wall_s"]) == (3.0, 7.0)
     assert (totals["attempts"], totals["lost_attempts"]) == (2, 1)
     assert (totals["cpu_s_lost_attempts"], totals["wall_s_lost_attempts"]) == (4.0, 8.0)
+
+
+async def test_the_report_over_a_range_splits_active_jobs_into_pending_and_running(
+    accounting: ServiceRuntime[AccountingSettings], bus: Bus
+) -> None:
+    """On the real database: the report reads each job's position (the api's) and day."""
+    owner = f"erin-{uuid.uuid4().hex[:8]}"
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    queued, running, done, earlier = (new_job_id() for _ in range(4))
+
+    def moved(job_id: str, state: JobState) -> JobStateChanged:
+        return JobStateChanged(job_id=job_id, owner=owner, app=app, attempt=1, state=state, changed_at=DAY2)
+
+    sequence: list[Message] = [
+        submitted(queued, owner, app, DAY2),
+        moved(queued, JobState.QUEUED),
+        submitted(running, owner, app, DAY2),
+        moved(running, JobState.QUEUED),
+        moved(running, JobState.STARTED),
+        moved(running, JobState.RUNNING),
+        submitted(done, owner, app, DAY2),
+        ended(done, owner, app, JobState.SUCCESS, wall=12.0),
+        submitted(earlier, owner, app, DAY1),
+        ended(earlier, owner, app, JobState.FAILURE),
+    ]
+    before = handled(ACCOUNTING_QUEUE.name)
+    for message in sequence:
+        await bus.publish(Envelope.wrap(message, "test"))
+    await eventually(lambda: handled(ACCOUNTING_QUEUE.name) >= before + len(sequence), what="all handled")
+
+    app_ = create_app()
+    add_operational_routes(app_, accounting)
+    day2 = DAY2.date().isoformat()
+    async with TestServer(app_) as server, aiohttp.ClientSession() as http:
+        params = {"group_by": "day", "owner": owner, "from": day2, "to": day2}
+        async with http.get(server.make_url("/usage/report"), params=params) as resp:
+            assert resp.status == 200
+            report = await resp.json()
+        async with http.get(
+            server.make_url("/usage/report"), params={"from": "2026-05-09", "to": "x"}
+        ) as resp:
+            assert resp.status == 400
+            assert "to must be a date" in (await resp.json())["error"]
+
+    assert [row["day"] for row in report["rows"]] == [day2]
+    totals = report["totals"]
+    assert (totals["njobs"], totals["njobs_pending"], totals["njobs_running"], totals["njobs_completed"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert totals["wall_s_completed"] == 12.0

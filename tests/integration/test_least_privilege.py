@@ -33,6 +33,7 @@ from caesar_common.events import (
     JobCancelRequested,
     JobSubmitted,
     PoolStatus,
+    QuotaChanged,
     RunJob,
     RunnerHeartbeat,
 )
@@ -66,7 +67,7 @@ PUBLISHES: dict[str, list[str]] = {
     "scheduler": [*JOB_STATES, PoolStatus.type_name],
     "runner": [*JOB_STATES, RunnerHeartbeat.type_name],
     "monitor": JOB_STATES,
-    "accounting": [],
+    "accounting": [QuotaChanged.type_name],
 }
 
 
@@ -180,7 +181,7 @@ DENIALS = [
     ("monitor", "submit a job", publish(JobSubmitted.type_name)),
     ("monitor", "read the scheduler's queue", consume(SCHEDULER_QUEUE.name)),
     # Accounting only listens.
-    ("accounting", "publish any event", publish("job.state.success")),
+    ("accounting", "forge a job state", publish("job.state.success")),
     ("accounting", "read the api's queue", consume(JOB_STATES_QUEUE.name)),
     # An outside subscriber reads events through its own sub.* queues only.
     ("subscriber", "publish an event", publish("job.state.success")),

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from caesar_accounting.domain.reports import global_report, owner_report, summarise
+from caesar_accounting.domain.reports import (
+    OUTCOME_COUNTERS,
+    UsageSummary,
+    global_report,
+    owner_report,
+    summarise,
+    usage_report,
+)
+from caesar_accounting.entrypoints.http import get_usage_report
+from caesar_accounting.handlers import AccountingDeps
+from caesar_accounting.service.usage import record_state
+from caesar_api.service.projection import apply_job_state
+from caesar_common.events import JobStateChanged
+from caesar_common.jobstate import ACTIVE_STATES, TERMINAL_STATES
+from caesar_common.usage_query import UsageQuery
+from tests.unit.fakes.accounting import FakeFileUsageStore, FakeJobUsageStore
+from tests.unit.fakes_api import FakeJobs
+from tests.unit.test_accounting_usage import job_histories
 
 WHEN = datetime(2026, 5, 4, tzinfo=UTC)
 
@@ -55,6 +77,8 @@ def test_summary_counts_outcomes_and_resources() -> None:
         "njobs_canceled": 1,
         "njobs_aborted": 1,
         "njobs_active": 1,
+        "njobs_pending": 1,  # j7: submitted only
+        "njobs_running": 0,
         "wall_s": 70.0,
         "wall_s_completed": 40.0,
         "cpu_s": 40.0,
@@ -146,3 +170,146 @@ def test_global_report_counts_users_from_jobs_and_files(extra_owner_files: int) 
     assert report["totals"]["njobs"] == 8
     assert report["totals"]["bytes_stored"] == 1020 + extra_owner_files
     assert report["by_app"]["caesar"]["njobs_completed"] == 3
+
+
+def at(attempt: int, state: str) -> dict[str, Any]:
+    return {"attempt": attempt, "state": state}
+
+
+def test_active_jobs_are_pending_until_a_runner_starts_them_as_the_api_shows() -> None:
+    active = [
+        job("p1", None),  # only the submission so far
+        job("p2", None, position=at(1, "QUEUED")),
+        job("p3", None, position=at(1, "HELD")),
+        job("r1", None, position=at(1, "STARTED")),
+        job("r2", None, position=at(1, "RUNNING")),
+        # Attempt 1 lost (a retryable failure the api never shows), attempt 2 waits.
+        job(
+            "q2", None, position=at(2, "QUEUED"), attempts={"1": attempt("FAILURE", 1.0, 2.0, retryable=True)}
+        ),
+    ]
+    s = summarise([*active, job("done", "SUCCESS", position=at(1, "SUCCESS"))])
+    assert (s.njobs, s.njobs_active, s.njobs_pending, s.njobs_running) == (7, 6, 4, 2)
+    assert s.njobs_active == s.njobs_pending + s.njobs_running
+
+
+REPORT_JOBS = [
+    job("a1", "SUCCESS", owner="alice", app="sfind", day="2026-05-03"),
+    job("a2", "FAILURE", owner="alice", app="aegean", day="2026-05-04"),
+    job("a3", None, owner="alice", app="sfind", day="2026-05-05", position=at(1, "RUNNING")),
+    job("b1", "SUCCESS", owner="bob", app="sfind", day="2026-05-04", attempt=2),
+    job("b2", "ABORTED", owner="bob", app="bdsf", day="2026-05-06"),
+    job("u1", None, owner="bob", app="sfind", day=None),  # its submission not seen yet
+]
+REPORT_FILES = [
+    file("fa", 100, owner="alice", day="2026-05-04"),
+    file("fb", 10, owner="bob", day="2026-05-05"),
+    file("fgone", 7, owner="bob", day="2026-05-05", deleted=True),
+]
+
+
+def report(group_by: str, first: str | None = None, last: str | None = None, owner: str | None = None) -> Any:
+    params = {"group_by": group_by, "from": first, "to": last, "owner": owner}
+    query = UsageQuery.parse({k: v for k, v in params.items() if v is not None}, owner_key="owner")
+    return usage_report(REPORT_JOBS + REPORT_JOBS[:2], REPORT_FILES, query)
+
+
+def test_report_groups_by_user_app_or_day_over_a_range() -> None:
+    by_user = report("user", "2026-05-04", "2026-05-05")
+    assert (by_user["group_by"], by_user["from"], by_user["to"], by_user["user"]) == (
+        "user",
+        "2026-05-04",
+        "2026-05-05",
+        None,
+    )
+    assert [r["user"] for r in by_user["rows"]] == ["alice", "bob"]
+    alice, bob = by_user["rows"]
+    assert (alice["njobs"], alice["njobs_failed"], alice["njobs_running"], alice["bytes_stored"]) == (
+        2,
+        1,
+        1,
+        100,
+    )
+    assert (bob["njobs"], bob["njobs_completed"], bob["nfiles"], bob["bytes_stored"]) == (1, 1, 1, 10)
+    assert by_user["totals"]["njobs"] == 3
+    assert by_user["totals"]["bytes_stored"] == 110
+
+    by_app = report("app")  # no range: everything, the job whose day is unknown too
+    assert [r["app"] for r in by_app["rows"]] == ["aegean", "bdsf", "sfind"]
+    assert by_app["rows"][2]["njobs"] == 4
+    assert all(r["nfiles"] == 0 for r in by_app["rows"])  # uploads belong to no app
+    assert by_app["totals"]["njobs"] == 6
+    assert by_app["totals"]["nfiles"] == 2
+
+    by_day = report("day", first="2026-05-05")
+    assert [r["day"] for r in by_day["rows"]] == ["2026-05-05", "2026-05-06"]
+    assert by_day["rows"][0]["njobs_running"] == 1
+    assert by_day["rows"][0]["bytes_stored"] == 10
+    assert by_day["rows"][1]["njobs_aborted"] == 1
+
+
+def test_report_of_one_user_and_rows_add_up_to_totals() -> None:
+    bobs = report("day", owner="bob")
+    assert bobs["user"] == "bob"
+    assert {r["day"] for r in bobs["rows"]} == {"2026-05-04", "2026-05-05", "2026-05-06", "unknown"}
+    for name in ("njobs", "njobs_completed", "njobs_aborted", "njobs_pending", "bytes_stored", "nfiles"):
+        assert sum(r[name] for r in bobs["rows"]) == bobs["totals"][name], name
+    assert bobs["totals"]["njobs"] == 3
+
+
+def test_report_columns_are_the_summary_and_an_empty_report_keeps_them() -> None:
+    empty = report("user", "2030-01-01", "2030-01-31")
+    assert empty["rows"] == []
+    assert list(empty["totals"]) == list(UsageSummary().as_dict())
+    row = report("app")["rows"][0]
+    assert list(row) == ["app", *UsageSummary().as_dict()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=job_histories(), data=st.data())
+def test_a_job_counts_as_the_api_shows_it_pending_running_or_ended(
+    history: list[JobStateChanged], data: st.DataObject
+) -> None:
+    """The api's projection and accounting fed the same shuffled duplicates: the report
+    puts the job in the column of the state the api shows."""
+    extra = data.draw(st.lists(st.sampled_from(history), max_size=len(history)), label="duplicates")
+    delivered = data.draw(st.permutations(history + extra), label="delivered")
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        api = FakeJobs()
+        api.records["j1"] = {"_id": "j1", "owner": "alice", "app": "x", "state": "PENDING", "attempt": 0}
+        accounting = FakeJobUsageStore()
+        for message in delivered:
+            await apply_job_state(api, message)
+            await record_state(message, accounting)
+        return api.records["j1"], accounting.docs.get("j1") or {"_id": "j1"}
+
+    shown, counted = asyncio.run(run())
+    figures = summarise([counted]).as_dict()
+    column = {
+        **{state.value: OUTCOME_COUNTERS[state] for state in TERMINAL_STATES},
+        **{state.value: "njobs_running" for state in ACTIVE_STATES},
+    }.get(shown["state"], "njobs_pending")
+    assert figures[column] == 1, (shown["state"], figures)
+    assert figures["njobs"] == 1
+
+
+async def test_report_route_reads_one_user_or_everyone_and_refuses_bad_parameters() -> None:
+    jobs, files = FakeJobUsageStore(), FakeFileUsageStore()
+    jobs.docs = {d["_id"]: d for d in REPORT_JOBS}
+    files.docs = {d["_id"]: d for d in REPORT_FILES}
+    deps = AccountingDeps(jobs=jobs, files=files)
+
+    async def ask(query: str) -> tuple[int, Any]:
+        resp = await get_usage_report(make_mocked_request("GET", f"/usage/report?{query}"), deps)
+        assert resp.text is not None
+        return resp.status, json.loads(resp.text)
+
+    status, body = await ask("group_by=app&owner=bob&from=2026-05-01&to=2026-05-31")
+    assert status == 200
+    assert (body["user"], [r["app"] for r in body["rows"]]) == ("bob", ["bdsf", "sfind"])
+    assert "timestamp" in body
+    status, body = await ask("group_by=user")
+    assert [r["user"] for r in body["rows"]] == ["alice", "bob"]
+    status, body = await ask("group_by=user&from=2026-05-09&to=2026-05-01")
+    assert (status, body) == (400, {"error": "from (2026-05-09) is after to (2026-05-01)"})

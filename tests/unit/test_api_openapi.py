@@ -129,6 +129,7 @@ def test_openapi_package_has_no_import_cycle() -> None:
         "apps",
         "jobs",
         "results",
+        "usage",
         "operational",
         "document",
     ]

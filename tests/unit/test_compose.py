@@ -1,10 +1,10 @@
 """Static checks of the Docker Compose deployment.
 
 ``docker-compose.yml``, ``deploy/Dockerfile``, ``deploy/prometheus/prometheus.yml``, the
-broker and database setup and the Keycloak realms must agree with each other and with the
-code: targets that exist, modules that exist, ``CAESAR_*`` variables that the services'
-settings classes really read, ports that match between settings, healthchecks, published
-ports and scrape targets.
+Grafana provisioning, the broker and database setup and the Keycloak realms must agree with
+each other and with the code: targets that exist, modules that exist, ``CAESAR_*``
+variables that the services' settings classes really read, ports that match between
+settings, healthchecks, published ports and scrape targets.
 
 And the deployment keeps no secret of its own (issue 12, "Secrets, not defaults"): every
 credential is a ``${VAR:?...}`` reference to a name ``make secrets`` writes into ``.env``
@@ -47,11 +47,15 @@ DEV_REALM = KEYCLOAK_DIR / "caesar-realm-dev.json"
 KEYCLOAK_SCRIPT = ROOT / "scripts" / "keycloak.sh"
 RABBITMQ_CONF = ROOT / "deploy" / "rabbitmq" / "20-caesar.conf"
 MONGO_INIT = ROOT / "deploy" / "mongodb" / "init-users.js"
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+# RabbitMQ's rabbitmq_prometheus plugin (enabled in the official image): per-queue series.
+RABBITMQ_EXPORTER = ("rabbitmq", 15692)
 # Files compose mounts that `make secrets` generates (gitignored, absent from a checkout).
 GENERATED = {"./deploy/rabbitmq/definitions.json"}
 
 SERVICES = {"api": 8080, "scheduler": 8081, "runner": 8082, "monitor": 8083, "accounting": 8084}
-INFRA = ("mongodb", "rabbitmq", "keycloak", "keycloak-db", "jaeger", "prometheus")
+INFRA = ("mongodb", "rabbitmq", "keycloak", "keycloak-db", "jaeger", "prometheus", "grafana")
 # The one service published on every interface; any other published port is on loopback.
 PUBLIC_SERVICE = "api"
 LOOPBACK = "127.0.0.1"
@@ -475,6 +479,7 @@ def test_infrastructure(services: dict[str, Any]) -> None:
     assert published_ports(jaeger) == [(LOOPBACK, "16686", 16686)]
     assert environment(services["api"])["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     assert published_ports(services["prometheus"]) == [(LOOPBACK, "9090", 9090)]
+    assert published_ports(services["grafana"]) == [(LOOPBACK, "3000", 3000)]
 
 
 # --------------------------------------------------------------------------- caesar services
@@ -688,17 +693,30 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
     config = yaml.safe_load((ROOT / config_paths[0]).read_text())
     scraped: set[tuple[str, int]] = set()
     for job in config["scrape_configs"]:
-        assert job.get("metrics_path", "/metrics") == "/metrics"
-        for static in job.get("static_configs") or []:
-            for target in static["targets"]:
-                host, _, port = target.rpartition(":")
-                scraped.add((host, int(port)))
-        for dns in job.get("dns_sd_configs") or []:
-            scraped.update((host, int(dns["port"])) for host in dns["names"])
+        targets = {
+            (host, int(port))
+            for static in job.get("static_configs") or []
+            for host, _, port in (target.rpartition(":") for target in static["targets"])
+        }
+        targets.update(
+            (host, int(dns["port"])) for dns in job.get("dns_sd_configs") or [] for host in dns["names"]
+        )
+        if targets == {RABBITMQ_EXPORTER}:
+            # Per-queue depths: the plugin's /metrics sums over every queue.
+            assert job["job_name"] == "rabbitmq"
+            assert job["metrics_path"] == "/metrics/detailed"
+            assert set(job["params"]["family"]) >= {"queue_coarse_metrics", "queue_consumer_count"}
+        else:
+            assert job.get("metrics_path", "/metrics") == "/metrics"
+        scraped |= targets
     expected = {(name, int(environment(services[name])["CAESAR_HTTP_PORT"])) for name in SERVICES}
     assert expected <= scraped
-    service_targets = {(host, port) for host, port in scraped if host in services}
+    assert RABBITMQ_EXPORTER in scraped, "RabbitMQ's queue metrics are not scraped"
+    service_targets = {(host, port) for host, port in scraped if host in services} - {RABBITMQ_EXPORTER}
     assert service_targets == expected, f"unexpected targets {service_targets - expected}"
+    # The dashboards' queries and the alert rules name the scrape jobs caesar-<service>.
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert {f"caesar-{name}" for name in SERVICES} <= jobs
     # The runner scales: its replicas are found through DNS, not one fixed address.
     runner_jobs = [
         job
@@ -706,6 +724,57 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
         if any("runner" in dns["names"] for dns in job.get("dns_sd_configs") or [])
     ]
     assert runner_jobs, "runner replicas are not discovered"
+
+
+def mounted_files(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's bind mounts."""
+    return {
+        target: source for source, target in volume_mounts(service) if source and not is_named_volume(source)
+    }
+
+
+def test_prometheus_loads_the_alert_rules(services: dict[str, Any]) -> None:
+    mounts = mounted_files(services["prometheus"])
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert mounts["/etc/prometheus/alerts.yml"] == "./deploy/prometheus/alerts.yml"
+
+
+def test_grafana_is_provisioned_from_deploy_grafana(services: dict[str, Any]) -> None:
+    """Grafana gets the Prometheus data source (the uid every panel names) and the
+    generated dashboards, read-only; its admin password comes from .env."""
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    env = environment(grafana)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == secret_ref("GRAFANA_ADMIN_PASSWORD")
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    mounts = mounted_files(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert all(str(entry).endswith(":ro") for entry in grafana["volumes"] if str(entry).startswith("./")), (
+        "provisioning and dashboards are read-only"
+    )
+    datasources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (datasource,) = datasources["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"
+    dashboards = [
+        json.loads(path.read_text()) for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+    ]
+    assert len(dashboards) == 4
+    used_uids = {
+        str(panel["datasource"]["uid"])
+        for board in dashboards
+        for panel in board["panels"]
+        if "datasource" in panel
+    }
+    assert used_uids == {datasource["uid"]}
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "caesar.yml").read_text())
+    (provider,) = providers["providers"]
+    assert mounts[provider["options"]["path"]] == "./deploy/grafana/dashboards"
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith(provider["options"]["path"] + "/")
+    assert depends_on(grafana)["prometheus"]
 
 
 # --------------------------------------------------------------------------- credentials
@@ -764,6 +833,7 @@ def test_every_variable_is_a_generated_secret(compose: dict[str, Any]) -> None:
         *(access.database_secret(s) for s in (access.ADMIN, *access.SERVICES)),
         "KEYCLOAK_ADMIN_PASSWORD",
         "KEYCLOAK_DB_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
     }
     assert needed <= used, f"never used: {sorted(needed - used)}"
     # The broker's own users (administrator, subscriber) exist only as hashes in the
@@ -804,7 +874,7 @@ def test_only_the_api_is_published_past_this_host(compose: dict[str, Any]) -> No
         if any(ip != LOOPBACK for ip, _, _ in published_ports(service))
     }
     assert public == {PUBLIC_SERVICE}
-    assert published == {PUBLIC_SERVICE, "rabbitmq", "keycloak", "jaeger", "prometheus"}
+    assert published == {PUBLIC_SERVICE, "rabbitmq", "keycloak", "jaeger", "prometheus", "grafana"}
 
 
 def test_databases_are_not_published(services: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from caesar_common.events import (
     Message,
     OutputFile,
     PoolStatus,
+    QuotaChanged,
     RunJob,
     RunnerHeartbeat,
     RunningJobRef,
@@ -116,6 +117,15 @@ def _samples() -> dict[type[Message], Message]:
             reason="no live runner in pool 'slurm' since 2025-01-01 00:00:00 UTC",
             sent_at=T0,
         ),
+        QuotaChanged: QuotaChanged(
+            owner=OWNER,
+            over=True,
+            reason="over quota: cpu_hours_month 12.5 of 10",
+            usage={"running_jobs": 1.0, "cpu_hours_month": 12.5, "stored_bytes": 2048.0},
+            limits={"running_jobs": None, "cpu_hours_month": 10.0, "stored_bytes": None},
+            revision=3,
+            evaluated_at=T0,
+        ),
     }
 
 
@@ -134,6 +144,7 @@ EXPECTED_TYPES = {
     RunJob: ("org.caesar.run_job.v1", "runner.local", JOB_ID, OWNER),
     RunnerHeartbeat: ("org.caesar.runner.heartbeat.v1", "runner.heartbeat", "runner-1", ""),
     PoolStatus: ("org.caesar.pool.status.v1", "pool.status", "slurm", ""),
+    QuotaChanged: ("org.caesar.quota.changed.v1", "quota.changed", OWNER, OWNER),
 }
 
 
@@ -304,7 +315,7 @@ def test_timestamps_survive_as_utc_instants() -> None:
 
 def test_unknown_type_is_a_key_error() -> None:
     envelope = Envelope.wrap(SAMPLES[FileDeleted], "api").model_copy(
-        update={"type": "org.caesar.quota.changed.v1"}
+        update={"type": "org.caesar.quota.exceeded.v1"}
     )
     with pytest.raises(KeyError):
         decode(envelope)

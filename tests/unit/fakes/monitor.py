@@ -103,6 +103,16 @@ class FakeTimelineStore:
     async def count_by_state(self) -> dict[JobState, int]:
         return {s: sum(1 for d in self.docs.values() if d.get("state") == s.value) for s in JobState}
 
+    async def oldest_change_by_state(self, states: Collection[JobState]) -> dict[JobState, datetime]:
+        oldest: dict[JobState, datetime] = {}
+        for doc in self.docs.values():
+            if doc.get("state") is None or doc.get("last_change") is None:
+                continue
+            state = JobState(doc["state"])
+            if state in states and (state not in oldest or doc["last_change"] < oldest[state]):
+                oldest[state] = doc["last_change"]
+        return oldest
+
     async def entries(self, job_id: str) -> Sequence[Entry] | None:
         doc = self.docs.get(job_id)
         return None if doc is None else list(doc["events"])
@@ -150,3 +160,6 @@ class FakeRunnerStore:
                 total, free = slots.get(doc["pool"], (0, 0))
                 slots[doc["pool"]] = (total + doc["slots_total"], free + doc["slots_free"])
         return slots
+
+    async def heard_since(self, since: datetime) -> dict[str, tuple[str, datetime]]:
+        return {k: (d["pool"], d["last_seen"]) for k, d in self.docs.items() if d["last_seen"] >= since}

@@ -12,7 +12,7 @@ from caesar_common.jobstate import HeldBefore, JobPosition, JobState
 from caesar_common.store import Document
 from caesar_scheduler.domain.advance import PlannedAdvance
 from caesar_scheduler.domain.fairshare import OwnerBacklog
-from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, HELD, WAITING
 
 
 def _holds(doc: Document, key: str, expected: Any) -> bool:
@@ -132,9 +132,37 @@ class FakeJobStore:
                 per_owner[doc["owner"]] = per_owner.get(doc["owner"], 0) + 1
         return counts
 
+    async def held_of(self, owner: str) -> list[Document]:
+        return [
+            copy.deepcopy(d) for d in self.docs.values() if d.get("phase") == HELD and d["owner"] == owner
+        ]
+
     def states(self) -> list[tuple[str, int]]:
         """``(state, attempt)`` of every emitted ``JobStateChanged``, in order."""
         return [(e.data["state"], e.data["attempt"]) for e in self.events]
+
+
+class FakeQuotaVerdicts:
+    """Verdicts per owner; ``record`` keeps only newer revisions, like the collection."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[str, tuple[int, bool, str]] = {}
+        self.after_read: list[Any] = []
+        """Callbacks run after each ``hold_reason`` read (to interleave a release)."""
+
+    async def hold_reason(self, owner: str) -> str | None:
+        verdict = self.verdicts.get(owner)
+        reason = verdict[2] if verdict is not None and verdict[1] else None
+        for callback in self.after_read:
+            await callback()
+        return reason
+
+    async def record(self, owner: str, revision: int, over: bool, reason: str) -> bool:
+        held = self.verdicts.get(owner)
+        if held is not None and held[0] >= revision:
+            return False
+        self.verdicts[owner] = (revision, over, reason)
+        return True
 
 
 class Kicks:

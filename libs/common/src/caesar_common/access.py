@@ -79,16 +79,14 @@ def _service(
     extra_configure: Iterable[str] = (),
     extra_write: Iterable[str] = (),
     extra_read: Iterable[str] = (),
-    publish_events: bool = True,
 ) -> BrokerGrant:
     own = rf"{name}\..*"
-    exchanges = _EXCHANGES if publish_events else re.escape(DEAD_LETTER_EXCHANGE)
     return BrokerGrant(
         role=name,
         configure=_only(own, *extra_configure),
         # The dead-letter exchange: a queue declared with it needs write on it, and the
         # bus copies a refused message there with its reason.
-        write=_only(exchanges, own, *extra_write),
+        write=_only(_EXCHANGES, own, *extra_write),
         read=_only(_EXCHANGES, own, *extra_read),
         publishes=_only(*publishes),
         binds=_only(*binds),
@@ -115,6 +113,7 @@ BROKER_GRANTS: dict[str, BrokerGrant] = {
                 r"job\.cancel_requested",
                 r"job\.state\.[a-z*-]+",
                 r"runner\.heartbeat",
+                r"quota\.changed",
             ],
             # It declares the pools' command queues (so no command is dropped before a
             # runner exists; declaring a queue with a dead-letter exchange needs read on
@@ -140,9 +139,8 @@ BROKER_GRANTS: dict[str, BrokerGrant] = {
         ),
         _service(
             "accounting",
-            publishes=[],
+            publishes=[r"quota\.changed"],  # its verdicts on quotas, nothing else
             binds=[r"job\.submitted", r"job\.state\.[a-z*-]+", r"file\.uploaded", r"file\.deleted"],
-            publish_events=False,
         ),
         # An outside system following the events: its own ``sub.*`` queues (or
         # server-named ones) bound to caesar.events with any key; publishes nothing.
@@ -184,6 +182,7 @@ SECRET_NAMES = (
     *(f"DB_{role.upper()}_PASSWORD" for role in (ADMIN, *SERVICES)),
     "KEYCLOAK_ADMIN_PASSWORD",
     "KEYCLOAK_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",  # Grafana's admin in docker compose (deploy/grafana)
 )
 
 

@@ -16,6 +16,7 @@ undecodable messages straight to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -84,6 +85,11 @@ def resent(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pik
         app_id=message.app_id,
         timestamp=message.timestamp,
     )
+
+
+def _span_context(envelope: Envelope) -> SpanContext:
+    """The span an envelope's trace context names (invalid if it carries none)."""
+    return trace.get_current_span(context_from_carrier(envelope.trace_carrier())).get_span_context()
 
 
 def runner_pool_queue(pool: str) -> str:
@@ -510,7 +516,8 @@ class _Batcher:
         self._bus._taken()
         self._waiting.append((message, envelope))
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+            # An empty context: the worker outlives the delivery that started it.
+            self._worker = asyncio.get_running_loop().create_task(self._work(), context=contextvars.Context())
             self._bus._handler_tasks.add(self._worker)
             self._worker.add_done_callback(self._bus._handler_tasks.discard)
 
@@ -526,7 +533,13 @@ class _Batcher:
 
     async def _handle(self, taken: list[tuple[AbstractIncomingMessage, Envelope]]) -> None:
         envelopes = [envelope for _, envelope in taken]
-        with _tracer.start_as_current_span(f"consume batch {self._queue}", kind=SpanKind.CONSUMER) as span:
+        # A batch continues the trace of its first message and links the others': the
+        # worker task runs in an empty context, so nothing else can parent it by chance.
+        parent = context_from_carrier(envelopes[0].trace_carrier())
+        links = [Link(c) for c in (_span_context(e) for e in envelopes[1:]) if c.is_valid]
+        with _tracer.start_as_current_span(
+            f"consume batch {self._queue}", context=parent, links=links, kind=SpanKind.CONSUMER
+        ) as span:
             span.set_attribute("messaging.batch.message_count", len(envelopes))
             try:
                 await self._batch(envelopes)

@@ -100,9 +100,32 @@ class JobSubmitted(Message):
     cores: int = 1
     memory_mb: int = 512
     submitted_at: datetime
+    roles: tuple[str, ...] = ()
+    """The submitter's realm roles, for accounting to apply per-role quotas."""
 
     def subject(self) -> str:
         return self.job_id
+
+
+class QuotaChanged(Message):
+    """A user went over quota, or back under it (accounting's verdict, per user).
+
+    ``revision`` grows with each verdict of that user, so a consumer keeps the newest one
+    whatever order the events arrive in.
+    """
+
+    type_name: ClassVar[str] = "quota.changed"
+
+    owner: str
+    over: bool
+    reason: str = ""
+    usage: dict[str, float] = {}
+    limits: dict[str, float | None] = {}
+    revision: int = Field(ge=1)
+    evaluated_at: datetime
+
+    def subject(self) -> str:
+        return self.owner
 
 
 class JobCancelRequested(Message):
@@ -304,6 +327,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         RunJob,
         RunnerHeartbeat,
         PoolStatus,
+        QuotaChanged,
     )
 }
 

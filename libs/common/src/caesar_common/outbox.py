@@ -14,6 +14,7 @@ whole collection, an indexed flag does not.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -197,7 +198,11 @@ class OutboxRelay:
         self._waiting[key] = items
         self._idle.clear()
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._publish_batches())
+            # An empty context: the worker serves every later kick, so it must not keep
+            # the trace of the first one (each publish span is parented on its event).
+            self._worker = asyncio.get_running_loop().create_task(
+                self._publish_batches(), context=contextvars.Context()
+            )
         self._wake.set()
 
     async def _publish_batches(self) -> None:

@@ -46,6 +46,12 @@ class ServiceSettings(BaseSettings):
         title="Outbox sweep period",
         description="How often the relay re-publishes events a crash left behind.",
     )
+    quotas_file: Path | None = Field(
+        None,
+        title="Quota policy (JSON), the same file for api, scheduler and accounting",
+        description="Limits per user with a default and per-role overrides: jobs running at once, "
+        "CPU hours per month, bytes stored (caesar_common.quotas). Unset: no quotas.",
+    )
     duplicate_publish: bool = Field(
         False,
         title="Publish every event twice (tests only)",

@@ -41,6 +41,21 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every service's port up front: the api must know accounting's before either starts."""
+        for name in SERVICES:
+            self.assign_port(name)
+
+    def assign_port(self, key: str) -> int:
+        """A free port for ``key`` (kept if it has one), never one another service holds."""
+        if key not in self.ports:
+            taken = set(self.ports.values())
+            port = free_port()
+            while port in taken:
+                port = free_port()
+            self.ports[key] = port
+        return self.ports[key]
+
     @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.ports['api']}"
@@ -64,6 +79,8 @@ class Stack:
             CAESAR_HTTP_PORT=str(self.ports[name]),
             CAESAR_LOG_LEVEL="INFO",
         )
+        if (service or name) == "api":
+            env["CAESAR_ACCOUNTING_URL"] = f"http://127.0.0.1:{self.ports['accounting']}"
         env.update(self.extra_env)
         env.update(overrides or {})
         return env
@@ -71,7 +88,7 @@ class Stack:
     def start(self, name: str, *, instance: str | None = None, **overrides: str) -> None:
         """Start one service (``instance`` names a second copy, e.g. another runner)."""
         key = instance or name
-        self.ports.setdefault(key, free_port())
+        self.assign_port(key)
         log = (self.root / "logs" / f"{key}.log").open("ab")
         env = self.env_for(key, overrides, service=name)
         self.procs[key] = subprocess.Popen(

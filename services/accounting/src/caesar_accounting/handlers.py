@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from caesar_accounting.service.ports import FileUsageStore, JobUsageStore
+from caesar_accounting.service.quotas import QuotaWatch
 from caesar_accounting.service.usage import (
     record_deletion,
     record_state,
@@ -37,23 +38,39 @@ class AccountingDeps:
 
     jobs: JobUsageStore
     files: FileUsageStore
+    quota: QuotaWatch | None = None
+    """Judges the owners whose usage moved (None: no quota policy)."""
+
+
+async def _touched(deps: AccountingDeps, messages: Sequence[object]) -> None:
+    """Remember submitters' roles and have the owners concerned judged against quotas."""
+    if deps.quota is None:
+        return
+    for message in messages:
+        if isinstance(message, JobSubmitted):
+            await deps.quota.judge.remember_roles(message.owner, message.roles)
+    deps.quota.touch(str(getattr(m, "owner", "")) for m in messages if getattr(m, "owner", ""))
 
 
 async def on_job_submitted(message: JobSubmitted, envelope: Envelope, deps: AccountingDeps) -> None:
     await deps.jobs.record_submission(message)
+    await _touched(deps, [message])
 
 
 async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: AccountingDeps) -> None:
     await record_state(message, deps.jobs)
+    await _touched(deps, [message])
 
 
 async def on_file_uploaded(message: FileUploaded, envelope: Envelope, deps: AccountingDeps) -> None:
     await record_upload(message, deps.files)
+    await _touched(deps, [message])
 
 
 async def on_file_deleted(message: FileDeleted, envelope: Envelope, deps: AccountingDeps) -> None:
     # FileDeleted carries no timestamp of its own; the envelope's creation time is it.
     await record_deletion(message, envelope.time, deps.files)
+    await _touched(deps, [message])
 
 
 async def on_batch(envelopes: Sequence[Envelope], deps: AccountingDeps) -> None:
@@ -76,6 +93,7 @@ async def on_batch(envelopes: Sequence[Envelope], deps: AccountingDeps) -> None:
             others.append(envelope)
     await deps.jobs.record_submissions(submissions)
     await record_states_together(states, deps.jobs)
+    await _touched(deps, [*submissions, *states])
     for envelope in others:
         await route(envelope)
 

@@ -16,3 +16,8 @@ class AccountingSettings(ServiceSettings):
         title="Gauge refresh period",
         description="How often caesar_accounting_bytes_stored is recomputed from the database.",
     )
+    quota_recheck_s: float = Field(
+        60.0,
+        title="How often users over quota are judged again",
+        description="Their usage can fall without an event of theirs (a new month begins).",
+    )

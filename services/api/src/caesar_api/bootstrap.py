@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo import IndexModel
 
+from caesar_api.adapters.accounting import AccountingClient
 from caesar_api.adapters.files_repo import FILES_INDEXES, FilesRepository
 from caesar_api.adapters.jobs_repo import JOBS_INDEXES, JobsRepository
 from caesar_api.adapters.pools_repo import PoolsRepository
@@ -43,7 +44,8 @@ def create_runtime(settings: ApiSettings) -> ServiceRuntime[ApiSettings]:
 
 
 def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
-    """Repositories on the runtime's database (publishing through its relay) and storage."""
+    """Repositories on the runtime's database (publishing through its relay), storage, and
+    the client of accounting's usage reports (no connection until the first report)."""
     settings = runtime.settings
     return Dependencies(
         settings=settings,
@@ -53,6 +55,7 @@ def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
         storage=UploadStorage(settings.data_root),
         bus=runtime.bus,
         uploads=UploadGate(settings.max_concurrent_uploads_per_user),
+        accounting=AccountingClient(settings.accounting_url, settings.accounting_timeout_s),
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from caesar_api.adapters.accounting import AccountingClient
 from caesar_api.adapters.files_repo import FilesRepository
 from caesar_api.adapters.jobs_repo import JobsRepository
 from caesar_api.adapters.pools_repo import PoolsRepository
@@ -11,11 +12,13 @@ from caesar_api.adapters.storage import UploadStorage
 from caesar_api.service.upload_gate import UploadGate
 from caesar_api.settings import ApiSettings
 from caesar_common.bus import Bus
+from caesar_common.quotas import QuotaPolicy
 
 
 @dataclass(frozen=True)
 class Dependencies:
-    """Settings, repositories, upload storage, the bus and the uploads in progress of one api process."""
+    """Settings, repositories, upload storage, the bus, the uploads in progress and the
+    accounting client of one api process."""
 
     settings: ApiSettings
     files: FilesRepository
@@ -24,3 +27,6 @@ class Dependencies:
     storage: UploadStorage
     bus: Bus
     uploads: UploadGate
+    accounting: AccountingClient
+    quotas: QuotaPolicy = field(default_factory=QuotaPolicy)
+    """The quota policy (CAESAR_QUOTAS_FILE): the storage limit of each upload."""

@@ -182,6 +182,24 @@ class ApiSettings(ServiceSettings):
         title="Executor kinds this deployment has",
         description="Jobs of apps that need none of these are refused at submission.",
     )
+    accounting_url: str = Field(
+        "http://127.0.0.1:8084",
+        title="Accounting service base URL",
+        description=(
+            "Where the api asks the accounting service's internal HTTP API for usage figures "
+            "(v1 /accounting and /appstats, /api/v2/accounting/usage)."
+        ),
+    )
+    accounting_timeout_s: float = Field(
+        3.0,
+        title="Longest wait for the accounting service",
+        description=(
+            "A usage request that accounting has not answered in this many seconds (or that it "
+            "refuses, or that cannot connect) gets 503 with Retry-After."
+        ),
+        gt=0,
+        le=60,
+    )
     output_gzip_level: int = Field(
         6,
         title="gzip level of job output archives",

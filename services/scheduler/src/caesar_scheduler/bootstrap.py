@@ -15,6 +15,7 @@ from caesar_common.runtime import ServiceRuntime
 from caesar_scheduler import metrics
 from caesar_scheduler.adapters.jobs import COLLECTION, SchedulerJobs
 from caesar_scheduler.adapters.jobs import INDEXES as JOB_INDEXES
+from caesar_scheduler.adapters.quotas import QUOTAS, QuotaVerdictStore
 from caesar_scheduler.domain.capacity import CapacityTable
 from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.start import StartPolicy
@@ -27,7 +28,7 @@ from caesar_scheduler.service.reconcile import reconcile_unstarted
 from caesar_scheduler.settings import SchedulerSettings
 
 SERVICE = "scheduler"
-INDEXES: Mapping[str, Sequence[IndexModel]] = {**JOB_INDEXES, LEASES: LEASE_INDEXES}
+INDEXES: Mapping[str, Sequence[IndexModel]] = {**JOB_INDEXES, LEASES: LEASE_INDEXES, QUOTAS: []}
 DISPATCHER_LEASE = "dispatcher"
 # State changes and RunJob commands live in the outbox of the job they concern.
 OUTBOX_COLLECTIONS = [COLLECTION]
@@ -49,6 +50,8 @@ def make_deps(
         max_active_per_user=settings.max_active_per_user,
         fetch_per_owner=settings.dispatch_fetch_per_owner,
         start=StartPolicy(timeout_s=settings.start_timeout_s, max_resends=settings.max_start_resends),
+        # Verdicts are read at each admission only where quotas are configured.
+        quotas=QuotaVerdictStore(runtime.collection(QUOTAS)) if settings.quotas_file else None,
     )
 
 

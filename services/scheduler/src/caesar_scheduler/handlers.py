@@ -17,6 +17,7 @@ from caesar_common.events import (
     JobCancelRequested,
     JobStateChanged,
     JobSubmitted,
+    QuotaChanged,
     RunnerHeartbeat,
 )
 from caesar_common.message_router import HandlerTable, decode_known, route_by_type
@@ -25,8 +26,9 @@ from caesar_scheduler.domain.retry import RetryPolicy
 from caesar_scheduler.domain.routing import PoolRule
 from caesar_scheduler.domain.start import StartPolicy
 from caesar_scheduler.service.admission import admit, cancel_waiting
-from caesar_scheduler.service.ports import JobStore, Kick
+from caesar_scheduler.service.ports import JobStore, Kick, QuotaVerdicts
 from caesar_scheduler.service.progress import track_state, track_states_together
+from caesar_scheduler.service.quotas import on_quota_changed
 
 
 @dataclass
@@ -45,11 +47,13 @@ class SchedulerDeps:
     fetch_per_owner: int = 0
     """Bound on one owner's jobs read per dispatch round (0: none)."""
     start: StartPolicy = field(default_factory=StartPolicy)
+    quotas: QuotaVerdicts | None = None
+    """Accounting's verdicts: new jobs of a user over quota are held (None: never)."""
 
 
 async def on_job_submitted(msg: JobSubmitted, envelope: Envelope, deps: SchedulerDeps) -> None:
     """Admit the job (QUEUED or ABORTED); a newly waiting job may fill a free slot."""
-    if await admit(msg, deps.jobs, deps.kick, pools=deps.pools, rules=deps.rules):
+    if await admit(msg, deps.jobs, deps.kick, pools=deps.pools, rules=deps.rules, quotas=deps.quotas):
         deps.wake_dispatcher()
 
 
@@ -61,6 +65,12 @@ async def on_state_changed(msg: JobStateChanged, envelope: Envelope, deps: Sched
     """Track runner-reported states; a terminal state (or a retry) frees the job's slot."""
     from_runner = envelope.source == RUNNER_SOURCE
     if await track_state(msg, deps.jobs, deps.kick, deps.retry, from_runner=from_runner):
+        deps.wake_dispatcher()
+
+
+async def on_quota(msg: QuotaChanged, envelope: Envelope, deps: SchedulerDeps) -> None:
+    """A user's quota verdict changed: back under quota releases their held jobs."""
+    if deps.quotas is not None and await on_quota_changed(msg, deps.quotas, deps.jobs, deps.kick):
         deps.wake_dispatcher()
 
 
@@ -76,6 +86,7 @@ HANDLERS: HandlerTable[SchedulerDeps] = {
     JobCancelRequested: on_cancel_requested,
     JobStateChanged: on_state_changed,
     RunnerHeartbeat: on_heartbeat,
+    QuotaChanged: on_quota,
 }
 
 
@@ -99,7 +110,10 @@ async def on_batch(envelopes: Sequence[Envelope], deps: SchedulerDeps) -> None:
             await route(envelope)
     if submissions:
         admitted = await asyncio.gather(
-            *(admit(m, deps.jobs, deps.kick, pools=deps.pools, rules=deps.rules) for m in submissions)
+            *(
+                admit(m, deps.jobs, deps.kick, pools=deps.pools, rules=deps.rules, quotas=deps.quotas)
+                for m in submissions
+            )
         )
         if any(admitted):
             deps.wake_dispatcher()

@@ -26,3 +26,19 @@ ABORTED_WITHOUT_RUNNER = Counter(
     ["pool"],
 )
 LEADER = Gauge("caesar_scheduler_leader", "1 while this replica holds the dispatcher lease")
+RETRIES = Counter(
+    "caesar_scheduler_retries_total",
+    "New attempts opened after an infrastructure failure (runner lost, never started)",
+    ["pool"],
+)
+
+
+def watched_pool(pool: str, live_runners: int) -> None:
+    """Set a pool's live runners; show its counters at 0 before anything happens to it.
+
+    A labelled counter has no series until its first increment, so a dashboard or alert
+    could not tell "none yet" from "not exported". Pools are few and fixed (settings).
+    """
+    LIVE_RUNNERS.labels(pool).set(live_runners)
+    for counter in (DISPATCHES, START_RESENDS, NEVER_STARTED, ABORTED_WITHOUT_RUNNER, RETRIES):
+        counter.labels(pool)

@@ -36,6 +36,7 @@ _REPORT_FIELDS = {
     "output_bytes": 1,
     "finished_at": 1,
     "attempts": 1,
+    "position": 1,  # an active job's: pending or running
 }
 
 

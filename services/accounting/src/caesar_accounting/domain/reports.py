@@ -2,9 +2,10 @@
 
 Reports are computed when read, from documents keyed by job and file id, so a fact can
 only be counted once however many times its event was delivered. Jobs without a final
-outcome are *active* (pending, queued or running). Jobs belong to the day they were
-submitted, files to the day they were uploaded; a file counts towards storage until it
-is deleted.
+outcome are *active*: ``njobs_running`` once the api's position says a runner started
+them (STARTED or RUNNING), ``njobs_pending`` before (accepted, queued or held). Jobs
+belong to the day they were submitted, files to the day they were uploaded; a file counts
+towards storage until it is deleted, and belongs to a user and a day but to no app.
 
 The job figures that existed before accounting kept attempts (``wall_s``, ``cpu_s``
 ...) keep their meaning: the counted outcome's attempt. What the other attempts used
@@ -17,12 +18,13 @@ seconds. Documents written before attempts were kept count their outcome's attem
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from caesar_accounting.domain.usage import day_of, held_attempts
-from caesar_common.jobstate import JobState
+from caesar_accounting.domain.usage import day_of, held_attempts, held_position
+from caesar_common.jobstate import ACTIVE_STATES, JobState
+from caesar_common.usage_query import UsageQuery
 
 Doc = Mapping[str, Any]
 
@@ -47,6 +49,8 @@ class UsageSummary:
     njobs_canceled: int = 0
     njobs_aborted: int = 0
     njobs_active: int = 0
+    njobs_pending: int = 0
+    njobs_running: int = 0
     wall_s: float = 0.0
     wall_s_completed: float = 0.0
     cpu_s: float = 0.0
@@ -72,6 +76,10 @@ class UsageSummary:
                 self.wall_s_lost_attempts += usage.wall_s or 0.0
         if outcome is None or counted is None:
             self.njobs_active += 1
+            if _has_started(doc):
+                self.njobs_running += 1
+            else:
+                self.njobs_pending += 1
             return
         if counted not in attempts:
             self.attempts += 1  # a document from before attempts were kept
@@ -101,6 +109,16 @@ class UsageSummary:
         return {**asdict(self), "avg_completed_wall_s": self.avg_completed_wall_s}
 
 
+def _has_started(doc: Doc) -> bool:
+    """Whether an active job is where the api shows it running (STARTED or RUNNING).
+
+    A retry waiting for its turn is back to QUEUED, as the api shows it; a job whose
+    only event so far is its submission has no position and has not started.
+    """
+    position = held_position(doc)
+    return position is not None and position.state in ACTIVE_STATES
+
+
 def _first_known(*values: Any) -> float:
     """The first value that is not ``None``, as seconds (0 when none is)."""
     return next((float(v) for v in values if v is not None), 0.0)
@@ -118,6 +136,24 @@ def job_day(doc: Doc) -> str:
     return day_of(finished) if finished is not None else UNKNOWN_DAY
 
 
+def file_day(doc: Doc) -> str:
+    return str(doc.get("day") or UNKNOWN_DAY)
+
+
+def _owner(doc: Doc) -> str:
+    return str(doc.get("owner") or "")
+
+
+def _app(doc: Doc) -> str:
+    return str(doc.get("app") or "")
+
+
+JOB_GROUPS: dict[str, Callable[[Doc], str]] = {"user": _owner, "app": _app, "day": job_day}
+"""The group a job belongs to, per grouping (``caesar_common.usage_query.GROUP_BY``)."""
+FILE_GROUPS: dict[str, Callable[[Doc], str]] = {"user": _owner, "day": file_day}
+"""The same for files, which belong to no app: per app, rows count jobs only."""
+
+
 def summarise(jobs: Iterable[Doc], files: Iterable[Doc] = ()) -> UsageSummary:
     summary = UsageSummary()
     for job in unique(jobs):
@@ -127,15 +163,21 @@ def summarise(jobs: Iterable[Doc], files: Iterable[Doc] = ()) -> UsageSummary:
     return summary
 
 
-def _breakdown(jobs: list[Doc], files: list[Doc], *, by_day: bool) -> dict[str, dict[str, Any]]:
+def grouped(jobs: Iterable[Doc], files: Iterable[Doc], group_by: str) -> dict[str, UsageSummary]:
+    """One summary per group of ``group_by``, in the order of the group keys."""
     groups: dict[str, UsageSummary] = {}
-    for job in jobs:
-        key = job_day(job) if by_day else str(job.get("app") or "")
-        groups.setdefault(key, UsageSummary()).add_job(job)
-    if by_day:
-        for file in files:
-            groups.setdefault(str(file.get("day") or UNKNOWN_DAY), UsageSummary()).add_file(file)
-    return {key: groups[key].as_dict() for key in sorted(groups)}
+    job_key = JOB_GROUPS[group_by]
+    for job in unique(jobs):
+        groups.setdefault(job_key(job), UsageSummary()).add_job(job)
+    file_key = FILE_GROUPS.get(group_by)
+    if file_key is not None:
+        for file in unique(files):
+            groups.setdefault(file_key(file), UsageSummary()).add_file(file)
+    return {key: groups[key] for key in sorted(groups)}
+
+
+def _breakdown(jobs: list[Doc], files: list[Doc], group_by: str) -> dict[str, dict[str, Any]]:
+    return {key: summary.as_dict() for key, summary in grouped(jobs, files, group_by).items()}
 
 
 def owner_report(owner: str, jobs: Iterable[Doc], files: Iterable[Doc]) -> dict[str, Any]:
@@ -144,8 +186,8 @@ def owner_report(owner: str, jobs: Iterable[Doc], files: Iterable[Doc]) -> dict[
     return {
         "owner": owner,
         "totals": summarise(job_docs, file_docs).as_dict(),
-        "by_app": _breakdown(job_docs, file_docs, by_day=False),
-        "by_day": _breakdown(job_docs, file_docs, by_day=True),
+        "by_app": _breakdown(job_docs, file_docs, "app"),
+        "by_day": _breakdown(job_docs, file_docs, "day"),
     }
 
 
@@ -157,5 +199,45 @@ def global_report(jobs: Iterable[Doc], files: Iterable[Doc]) -> dict[str, Any]:
     return {
         "nusers": len(owners),
         "totals": summarise(job_docs, file_docs).as_dict(),
-        "by_app": _breakdown(job_docs, file_docs, by_day=False),
+        "by_app": _breakdown(job_docs, file_docs, "app"),
+    }
+
+
+def _within(day: str, query: UsageQuery) -> bool:
+    """Whether a job's or file's day lies in the query's range (bounds included).
+
+    ISO days compare as strings. A day that is not known (a job whose submission
+    accounting has not seen and that has not ended) belongs to no range, only to the
+    unbounded report.
+    """
+    if day == UNKNOWN_DAY:
+        return query.first is None and query.last is None
+    if query.first is not None and day < query.first.isoformat():
+        return False
+    return query.last is None or day <= query.last.isoformat()
+
+
+def _selected(doc: Doc, day: str, query: UsageQuery) -> bool:
+    return (query.owner is None or doc.get("owner") == query.owner) and _within(day, query)
+
+
+def usage_report(jobs: Iterable[Doc], files: Iterable[Doc], query: UsageQuery) -> dict[str, Any]:
+    """The usage of the jobs submitted and files uploaded in the query's range, by group.
+
+    ``rows`` has one entry per group (the group's key under the grouping's name, then
+    the figures of :class:`UsageSummary`), ``totals`` the same figures over everything
+    selected. Each job counts once, with the outcome the api shows, so a user's totals
+    equal their job list. The documents may be a superset: owner and days are checked
+    here.
+    """
+    job_docs = [d for d in unique(jobs) if _selected(d, job_day(d), query)]
+    file_docs = [d for d in unique(files) if _selected(d, file_day(d), query)]
+    groups = grouped(job_docs, file_docs, query.group_by)
+    return {
+        "group_by": query.group_by,
+        "from": query.first.isoformat() if query.first else None,
+        "to": query.last.isoformat() if query.last else None,
+        "user": query.owner,
+        "rows": [{query.group_by: key, **summary.as_dict()} for key, summary in groups.items()],
+        "totals": summarise(job_docs, file_docs).as_dict(),
     }

@@ -9,6 +9,7 @@ from caesar_api.auth.identity import (
     ANONYMOUS_IDENTITY,
     IDENTITY_KEY,
     Identity,
+    acts_as_admin,
     identity_of,
     is_admin,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Identity",
     "KeycloakKeys",
     "TokenVerifier",
+    "acts_as_admin",
     "identity_of",
     "is_admin",
 ]

@@ -49,6 +49,15 @@ def is_admin(request: web.Request) -> bool:
     return identity_of(request).is_admin
 
 
+def acts_as_admin(request: web.Request, auth_enabled: bool) -> bool:
+    """Whether the caller may use the admin-only routes (dead letters, everyone's usage).
+
+    With authentication off the stack has a single user, ``anonymous``, who is also its
+    operator; with it on, only holders of the admin realm role.
+    """
+    return not auth_enabled or is_admin(request)
+
+
 # With auth on, a multipart upload without an Authorization header may carry its token
 # in an ``access_token`` part; until the upload handler has read it the owner is "".
 DEFERRED_IDENTITY = Identity(sub="")

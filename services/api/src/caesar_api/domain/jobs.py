@@ -14,7 +14,7 @@ parameter schema sees the rest; ``envfile`` is never sourced.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -130,6 +130,7 @@ def new_job(
     file: Mapping[str, Any],
     tag: str,
     now: datetime,
+    roles: Collection[str] = (),
 ) -> tuple[dict[str, Any], JobSubmitted]:
     """The read-model record of a new job (PENDING, attempt 0) and the event announcing it.
 
@@ -155,6 +156,7 @@ def new_job(
         cores=resources.cores,
         memory_mb=resources.memory_mb,
         submitted_at=now,
+        roles=tuple(sorted(roles)),
     )
     record: dict[str, Any] = {
         "_id": job_id,

@@ -117,7 +117,29 @@ def job_status(job: Mapping[str, Any], *, waiting: str = "") -> dict[str, Any]:
         body["pool"] = job["pool"]
     if waiting:
         body["waiting_reason"] = waiting
+    if state is JobState.HELD:
+        body["hold_reason"] = job.get("reason") or "over quota"
     return body
+
+
+def job_v2(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Body of ``GET /api/v2/jobs/{job_id}``: the job as the read model last saw it.
+
+    ``hold_reason`` says why a HELD job waits (its owner's exhausted quotas, with the
+    figures); it is null otherwise.
+    """
+    state = JobState(job["state"])
+    return {
+        "job_id": job["_id"],
+        "app": job["app"],
+        "state": state.value,
+        "attempt": int(job.get("attempt") or 0),
+        "pool": job.get("pool") or None,
+        "reason": job.get("reason") or "",
+        "hold_reason": (job.get("reason") or "over quota") if state is JobState.HELD else None,
+        "submitted_at": job["submitted_at"].isoformat() if job.get("submitted_at") else None,
+        "tag": job.get("tag", ""),
+    }
 
 
 def job_summary(job: Mapping[str, Any]) -> dict[str, Any]:

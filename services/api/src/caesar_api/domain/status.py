@@ -11,7 +11,7 @@ from caesar_common.jobstate import JobState
 
 _MESSAGES: dict[JobState, str] = {
     JobState.PENDING: "Job submitted, waiting to be queued",
-    JobState.HELD: "Job is held (over quota), it will be queued by itself",
+    JobState.HELD: "Job is held, it will be queued by itself",
     JobState.QUEUED: "Job is queued",
     JobState.STARTED: "Job started",
     JobState.RUNNING: "Job is running",

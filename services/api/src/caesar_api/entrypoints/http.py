@@ -30,6 +30,7 @@ from caesar_api.entrypoints.routes.docs import add_docs_routes
 from caesar_api.entrypoints.routes.files import add_file_routes
 from caesar_api.entrypoints.routes.jobs import add_job_routes
 from caesar_api.entrypoints.routes.results import add_v1_result_routes
+from caesar_api.entrypoints.routes.usage import add_usage_routes
 from caesar_api.entrypoints.routes.v2 import add_v2_routes
 from caesar_api.settings import ApiSettings
 from caesar_common.logging import get_logger
@@ -83,6 +84,13 @@ async def _wire(app: web.Application) -> None:
     await verifier.refresh(force=True)
 
 
+async def _close_clients(app: web.Application) -> None:
+    """Close the routes' outgoing connections once the server has stopped taking requests."""
+    deps = app.get(DEPS_KEY)
+    if deps is not None:
+        await deps.accounting.aclose()
+
+
 def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) -> web.Application:
     """The api's aiohttp application (routes and middlewares; clients come at start-up).
 
@@ -108,6 +116,7 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     if settings.auth_enabled:
         app[VERIFIER_KEY] = verifier or make_token_verifier(settings)
     app.on_startup.append(_wire)
+    app.on_cleanup.append(_close_clients)
     router = app.router
     add_file_routes(router, bind)
     add_app_routes(router, bind)
@@ -115,5 +124,6 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     add_v1_result_routes(router, bind)  # /job/<id>/sources, /preview, ...
     add_v2_routes(router, bind)  # /api/v2/apps, /api/v2/jobs/{id}/catalog, files, preview
     add_admin_routes(router, bind)  # /api/v2/admin/dead-letters (list, replay)
+    add_usage_routes(router, bind)  # /accounting, /appstats, /api/v2/accounting/usage
     add_docs_routes(router, bind_public)  # /openapi.json, /docs
     return app

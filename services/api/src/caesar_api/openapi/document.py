@@ -19,6 +19,7 @@ from caesar_api.openapi.jobs import job_paths
 from caesar_api.openapi.operational import operational_paths
 from caesar_api.openapi.operations import error, limit_error
 from caesar_api.openapi.results import result_paths
+from caesar_api.openapi.usage import usage_paths
 from caesar_api.settings import ApiSettings
 
 OPENAPI_VERSION = "3.1.0"
@@ -27,6 +28,7 @@ TAGS = [
     {"name": "files", "description": "Uploaded images."},
     {"name": "apps", "description": "Source finders and their options."},
     {"name": "jobs", "description": "Jobs: submit, follow, cancel, outputs."},
+    {"name": "accounting", "description": "Usage: the caller's, everyone's (admins), reports."},
     {"name": "operations", "description": "Health, readiness, metrics, documentation, dead letters."},
 ]
 
@@ -38,6 +40,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
         **app_paths(),
         **job_paths(settings),
         **result_paths(),
+        **usage_paths(),
         **operational_paths(),
     }
     _not_ready(paths)
@@ -78,18 +81,29 @@ BEARER_SCHEME: Schema = {
 
 
 def _not_ready(paths: dict[str, Any]) -> None:
-    """Every v1 route answers 503 until broker and database are connected."""
+    """Every v1 route answers 503 until broker and database are connected.
+
+    An operation's own 503 (accounting unavailable) keeps its shape; the description
+    names both causes.
+    """
+    starting = error("Service starting, not ready yet; retry shortly.")
     for path, item in paths.items():
         if path.startswith(V1 + "/"):
             for op in item.values():
-                op["responses"].setdefault("503", error("Service starting, not ready yet; retry shortly."))
+                current = op["responses"].get("503")
+                if current is None:
+                    op["responses"]["503"] = starting
+                else:
+                    description = f"{starting['description']} Or: {current['description']}"
+                    op["responses"]["503"] = {**current, "description": description}
 
 
 def _connection_limit(paths: dict[str, Any], settings: ApiSettings) -> None:
     """Every operation but the probes and metrics answers 503 beyond the connection limit.
 
-    Runs last, so an operation's other 503 (not ready, the realm's keys unavailable) is
-    kept in the description; every 503 the api sends fits :class:`LimitStatus`.
+    Runs last, so an operation's other 503 (not ready, the realm's keys unavailable,
+    accounting unavailable) is kept in the description; every JSON 503 the api sends fits
+    :class:`LimitStatus`, and a v2 operation's problem+json 503 keeps its media type.
     """
     limited = limit_error(
         f"More than {settings.http_max_connections} connections are open (limit_connections); "
@@ -102,9 +116,11 @@ def _connection_limit(paths: dict[str, Any], settings: ApiSettings) -> None:
         for op in item.values():
             current = op["responses"].get("503")
             description = limited["description"]
+            content = limited["content"]
             if current is not None:
                 description = f"{current['description']} Or: {description}"
-            op["responses"]["503"] = {**limited, "description": description}
+                content = {**current.get("content", {}), **content}
+            op["responses"]["503"] = {**limited, "description": description, "content": content}
 
 
 def _secure(paths: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ JOB_LINK_TARGETS = (
     "getJobCatalogV2",
     "listJobFilesV2",
     "getJobPreviewV2",
+    "getJobV2",
 )
 SUBMIT_LINKS: dict[str, Schema] = {
     target[0].upper() + target[1:]: {

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from caesar_api.domain.jobs import TAG_MAX
 from caesar_common.ids import FILE_ID_RE, JOB_ID_RE
 from caesar_common.jobstate import JobState
+from caesar_common.usage_query import GROUP_BY
 
 FILE_ID_PATTERN = FILE_ID_RE.pattern
 JOB_ID_PATTERN = JOB_ID_RE.pattern
@@ -180,6 +181,25 @@ class JobStatus(BaseModel):
     waiting_reason: str | None = Field(
         None, description="Why a QUEUED job cannot start yet (its pool has no live runner)."
     )
+    hold_reason: str | None = Field(
+        None, description="Why a HELD job waits: its owner's exhausted quotas, with the figures."
+    )
+
+
+class JobV2(BaseModel):
+    """A job (v2): its state and, while HELD, why."""
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    app: str
+    state: JobState
+    attempt: int = Field(ge=0, description="0 until the scheduler admits it.")
+    pool: str | None = Field(None, description="Executor pool (local, slurm) once chosen.")
+    reason: str = Field(description="Why the job is in its state (a failure, an abort, a hold).")
+    hold_reason: str | None = Field(
+        None, description="While HELD: the owner's exhausted quotas with used and limit figures."
+    )
+    submitted_at: str | None = Field(None, description="ISO 8601, UTC.")
+    tag: str
 
 
 class JobSummary(JobStatus):
@@ -286,6 +306,90 @@ class Replayed(BaseModel):
     replayed: int
 
 
+class UsageV1(BaseModel):
+    """The caller's usage (v1 ``/accounting``): the old service's fields, then a few more.
+
+    Jobs count once each, with the outcome the job list shows (a retried job: its last
+    attempt's); runtimes are seconds of wall time of that attempt.
+    """
+
+    datasize: int = Field(description="Bytes of the stored (not deleted) uploads.")
+    jobsize: int = Field(description="Bytes of the outputs of the ended jobs.")
+    totsize: int = Field(description="datasize + jobsize.")
+    njobs: int = Field(description="Jobs submitted.")
+    njobs_completed: int = Field(description="Jobs ended with SUCCESS.")
+    njobs_failed: int = Field(description="Jobs ended with FAILURE.")
+    njobs_aborted: int = Field(description="Jobs ended with ABORTED.")
+    njobs_pending: int = Field(description="Jobs accepted, queued or held: not started yet.")
+    njobs_running: int = Field(description="Jobs started or running.")
+    njobs_timed_out: int = Field(description="Jobs ended with TIMED-OUT.")
+    njobs_canceled: int = Field(description="Jobs ended with CANCELED.")
+    nfiles: int = Field(description="Stored (not deleted) uploads.")
+    job_runtime: float = Field(description="Seconds of wall time of the ended jobs.")
+    job_completed_runtime: float = Field(description="Seconds of wall time of the completed jobs.")
+    avg_completed_job_runtime: float = Field(
+        description="job_completed_runtime / njobs_completed (0 if none)."
+    )
+    timestamp: str = Field(description="When the figures were computed, ISO 8601 in UTC without an offset.")
+
+
+class AppStats(UsageV1):
+    """Everyone's usage (v1 ``/appstats``, admins only): the same fields over all users."""
+
+    nusers: int = Field(description="Users with a job or an upload.")
+
+
+class UsageFigures(BaseModel):
+    """Usage of a set of jobs and files (a group of a report, or all of it).
+
+    A job counts once, with the outcome its status shows (its last attempt's); its
+    ``wall_s``/``cpu_s`` are that attempt's, what its other attempts (lost, superseded)
+    used is in ``*_lost_attempts``. Files count while stored.
+    """
+
+    njobs: int
+    njobs_completed: int = Field(description="SUCCESS.")
+    njobs_failed: int = Field(description="FAILURE.")
+    njobs_timed_out: int = Field(description="TIMED-OUT.")
+    njobs_canceled: int = Field(description="CANCELED.")
+    njobs_aborted: int = Field(description="ABORTED.")
+    njobs_active: int = Field(description="Not ended: njobs_pending + njobs_running.")
+    njobs_pending: int = Field(description="Accepted, queued or held.")
+    njobs_running: int = Field(description="Started or running.")
+    wall_s: float = Field(description="Seconds of wall time of the ended jobs.")
+    wall_s_completed: float = Field(description="Seconds of wall time of the completed jobs.")
+    cpu_s: float = Field(description="CPU seconds of the ended jobs.")
+    peak_rss_bytes: int = Field(description="The largest peak memory of a job.")
+    output_bytes: int = Field(description="Bytes of the jobs' outputs.")
+    nfiles: int = Field(description="Uploads still stored.")
+    bytes_stored: int = Field(description="Bytes of those uploads.")
+    attempts: int = Field(description="Attempts that ended, counted or not.")
+    lost_attempts: int = Field(description="Attempts that ended but are not the counted outcome.")
+    cpu_s_lost_attempts: float
+    wall_s_lost_attempts: float
+    avg_completed_wall_s: float = Field(description="wall_s_completed / njobs_completed (0 if none).")
+
+
+class UsageRow(UsageFigures):
+    """One group of a report: its key under the grouping's name, then its figures."""
+
+    user: str | None = Field(None, description="The user's id (group_by=user).")
+    app: str | None = Field(None, description="The app (group_by=app); uploads belong to no app.")
+    day: str | None = Field(None, description="The UTC day of submission or upload (group_by=day).")
+
+
+class UsageReport(BaseModel):
+    """Usage of the jobs submitted and files uploaded from ``from`` to ``to`` (inclusive)."""
+
+    group_by: str = Field(json_schema_extra={"enum": list(GROUP_BY)})
+    from_: str | None = Field(alias="from", description="First day; null: from the beginning.")
+    to: str | None = Field(description="Last day; null: up to now.")
+    user: str | None = Field(description="The one user the report covers; null: everyone.")
+    rows: list[UsageRow] = Field(description="One per group, in the order of the group keys.")
+    totals: UsageFigures
+    timestamp: str = Field(description="When the report was computed (ISO 8601).")
+
+
 class Health(BaseModel):
     """The process is up."""
 
@@ -316,6 +420,7 @@ COMPONENT_MODELS: tuple[type[BaseModel], ...] = (
     JobAccepted,
     JobStatus,
     JobSummary,
+    JobV2,
     JobList,
     JobNotCompleted,
     Catalog,
@@ -327,6 +432,11 @@ COMPONENT_MODELS: tuple[type[BaseModel], ...] = (
     DeadLetter,
     DeadLetters,
     Replayed,
+    UsageV1,
+    AppStats,
+    UsageFigures,
+    UsageRow,
+    UsageReport,
     Health,
     Readiness,
 )

@@ -7,7 +7,7 @@ from typing import Any
 from caesar_api.entrypoints.routes import V1, V2
 from caesar_api.entrypoints.routes.v2 import CATALOG_FORMATS, CATALOG_KINDS
 from caesar_api.openapi.components import Schema
-from caesar_api.openapi.models import Catalog, JobFiles, JobNotCompleted, PreviewImage
+from caesar_api.openapi.models import Catalog, JobFiles, JobNotCompleted, JobV2, PreviewImage
 from caesar_api.openapi.operations import (
     JOB_ID_PARAM,
     binary,
@@ -64,6 +64,18 @@ def result_paths() -> dict[str, Any]:
     name_param = path_param("name", "A file name as listed by /files (relative to the job directory).")
     catalog_media = sorted({media for media, _ in CATALOG_FORMATS.values()})
     return {
+        f"{V2}/jobs/{{job_id}}": {
+            "get": operation(
+                "getJobV2",
+                "A job: state, attempt, pool and, while HELD, the reason",
+                {
+                    "200": json_body(JobV2, "The job."),
+                    "404": problem("Unknown job, or not the caller's."),
+                },
+                tag=TAG,
+                parameters=[JOB_ID_PARAM],
+            )
+        },
         f"{V1}/job/{{job_id}}/sources": _v1(
             "getJobSources", "Source catalogue (JSON)", json_body(Catalog, "The catalogue.")
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from caesar_api import metrics
 from caesar_api.adapters.pagination import Page
 from caesar_api.domain.apps import unavailable_reason
 from caesar_api.domain.errors import ApiError, shown
@@ -41,8 +42,12 @@ async def submit(
     jobs: JobStore,
     files: FileStore,
     runnable_executors: Collection[str],
+    roles: Collection[str] = (),
 ) -> Document:
     """Check a job request and record the job with its ``JobSubmitted`` event; return the record.
+
+    ``roles`` (the caller's realm roles) travel with the event: accounting applies the
+    quota policy's per-role limits with them.
 
     Checks, in order: the app exists, the options fit its schema, this deployment can
     run it, the input is one of the caller's live files, and that file suits the app.
@@ -64,9 +69,17 @@ async def submit(
     if problem:
         raise ApiError(400, problem)
     record, event = new_job(
-        job_id=new_job_id(), owner=owner, app=app, params=params, file=file, tag=request.tag, now=stored_now()
+        job_id=new_job_id(),
+        owner=owner,
+        app=app,
+        params=params,
+        file=file,
+        tag=request.tag,
+        now=stored_now(),
+        roles=roles,
     )
     await jobs.add(record, event)
+    metrics.JOBS_SUBMITTED.labels(app.name).inc()
     log.info("job submitted", job_id=record["_id"], owner=owner, app=app.name)
     return record
 

@@ -97,3 +97,8 @@ class RunnerRepository:
             total, free = slots.get(doc["pool"], (0, 0))
             slots[doc["pool"]] = (total + int(doc["slots_total"]), free + int(doc["slots_free"]))
         return slots
+
+    async def heard_since(self, since: datetime) -> dict[str, tuple[str, datetime]]:
+        """``{runner_id: (pool, last_seen)}`` of the runners heard from since ``since``."""
+        cursor = self.collection.find({"last_seen": {"$gte": since}}, {"pool": 1, "last_seen": 1})
+        return {str(doc["_id"]): (str(doc["pool"]), doc["last_seen"]) async for doc in cursor}

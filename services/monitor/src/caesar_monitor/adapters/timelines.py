@@ -8,6 +8,7 @@ events: [entry, ...]}`` plus the outbox fields when the watchdog has events to p
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
@@ -113,6 +114,19 @@ class TimelineRepository:
 
     async def count_by_state(self) -> dict[JobState, int]:
         return {state: await self.collection.count_documents({"state": state.value}) for state in JobState}
+
+    async def oldest_change_by_state(self, states: Collection[JobState]) -> dict[JobState, datetime]:
+        """One query per state, on the ``state`` index: non-terminal states hold few jobs."""
+        oldest = {}
+        for state in states:
+            doc = await self.collection.find_one(
+                {"state": state.value, "last_change": {"$ne": None}},
+                {"last_change": 1},
+                sort=[("last_change", ASCENDING)],
+            )
+            if doc is not None:
+                oldest[state] = doc["last_change"]
+        return oldest
 
     async def entries(self, job_id: str) -> Sequence[Entry] | None:
         doc = await self.collection.find_one({"_id": job_id}, {"events": 1})

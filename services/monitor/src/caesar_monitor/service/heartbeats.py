@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from caesar_common.events import RunnerHeartbeat
+from caesar_monitor import metrics
 from caesar_monitor.domain.liveness import RunnerReport, fold_heartbeat
 from caesar_monitor.service.gauges import refresh_runner_slots
 from caesar_monitor.service.ports import RunnerStore
@@ -29,6 +30,8 @@ async def observe_heartbeat(
     Returns the report stored, or ``None`` for a stale (or duplicate) heartbeat.
     """
     stored = await record_heartbeat(runners, heartbeat, now, runner_timeout_s)
+    if stored is not None:
+        metrics.HEARTBEAT_AGES.heard(heartbeat.runner_id, heartbeat.pool, stored.last_seen)
     await refresh_runner_slots(runners, now, runner_timeout_s)
     return stored
 

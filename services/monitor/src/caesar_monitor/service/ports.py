@@ -64,6 +64,10 @@ class TimelineStore(Protocol):
 
     async def count_by_state(self) -> dict[JobState, int]: ...
 
+    async def oldest_change_by_state(self, states: Collection[JobState]) -> dict[JobState, datetime]:
+        """The earliest ``last_change`` of the jobs in each of ``states`` (absent: none there)."""
+        ...
+
     async def entries(self, job_id: str) -> Sequence[Entry] | None: ...
 
 
@@ -82,6 +86,10 @@ class RunnerStore(Protocol):
     async def reports(self, runner_ids: Iterable[str]) -> dict[str, RunnerReport]: ...
 
     async def slots_by_pool(self, alive_since: datetime) -> dict[str, tuple[int, int]]: ...
+
+    async def heard_since(self, since: datetime) -> dict[str, tuple[str, datetime]]:
+        """``{runner_id: (pool, last_seen)}`` of the runners heard from since ``since``."""
+        ...
 
     async def forget_silent(self, silent_since: datetime) -> int:
         """Delete runners not heard from since ``silent_since``; return how many."""

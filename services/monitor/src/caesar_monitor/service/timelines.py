@@ -53,7 +53,7 @@ async def record_event(
             return None  # a duplicate with nothing left to do
         if await timelines.move(job_id, held.position, fields, entry=entry if fresh else None):
             if change is not None:
-                metrics.observe_advance(app or (doc or {}).get("app") or "", change)
+                metrics.observe_advance(app or (doc or {}).get("app") or "", change, entry)
             return change
     raise RuntimeError(f"timeline of job {job_id} kept changing under the monitor")
 
@@ -75,7 +75,7 @@ class _Planned:
     doc: dict[str, Any]
     entries: list[Mapping[str, Any]]
     events: list[EventToRecord] = field(default_factory=list)
-    advances: list[tuple[str, Advance]] = field(default_factory=list)
+    advances: list[tuple[str, Advance, Entry]] = field(default_factory=list)
 
 
 def plan_timeline_moves(
@@ -105,7 +105,7 @@ def plan_timeline_moves(
         change = advance(held, event.step, plan.entries) if event.step is not None else None
         if change is not None:
             changed.update(change.fields)
-            plan.advances.append((event.app or str(plan.doc.get("app") or ""), change))
+            plan.advances.append((event.app or str(plan.doc.get("app") or ""), change, event.entry))
         else:
             changed.update(refresh(held, plan.entries) or {})
         plan.move.fields.update(changed)
@@ -131,5 +131,5 @@ async def record_events_together(timelines: TimelineStore, events: Sequence[Even
                     timelines, event.job_id, event.entry, event.facts, event.step, app=event.app
                 )
         else:
-            for app, change in plan.advances:
-                metrics.observe_advance(app, change)
+            for app, change, entry in plan.advances:
+                metrics.observe_advance(app, change, entry)

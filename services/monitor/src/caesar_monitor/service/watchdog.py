@@ -79,7 +79,7 @@ async def end_job(deps: MonitorDeps, verdict: Verdict) -> bool:
     )
     if not moved:
         return False  # the runner reported after all: it is not lost
-    metrics.observe_advance(job.app, change)
+    metrics.observe_advance(job.app, change, entry)
     deps.kick(job.job_id, [envelope])
     log.warning(
         "job ended by the watchdog",

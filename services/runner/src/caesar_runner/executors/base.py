@@ -14,12 +14,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from caesar_common.apps.base import Step
 from caesar_common.jobstate import JobState
+
+
+class StepObserver:
+    """Told when each step of an attempt starts and ends; the default observes nothing.
+
+    The runner's step spans come from here (:mod:`caesar_runner.tracing`). An executor
+    that runs the steps itself, one after the other (local), reports each one; one that
+    hands them all to a batch system at once (Slurm) sees no step and reports none.
+    Implementations must not raise: the executor calls them between its own steps.
+    """
+
+    def step_started(self, index: int, pid: int | None = None) -> None:
+        """Step ``index`` of :attr:`JobSpec.steps` has started (as process ``pid``)."""
+
+    def step_ended(self, index: int, exit_code: int | None) -> None:
+        """Step ``index`` has ended with ``exit_code`` (negative: killed by that signal)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,8 @@ class JobSpec:
     staged_input: Path | None = None
     """The input's link in ``job_dir``. An executor that runs the job as a user of its
     own (a root runner's job users) makes it readable to that user for the attempt."""
+    steps_observer: StepObserver = field(default_factory=StepObserver)
+    """Told when each step starts and ends, by executors that run the steps themselves."""
 
 
 @dataclass(frozen=True)

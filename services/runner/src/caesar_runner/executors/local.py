@@ -198,6 +198,7 @@ class LocalExecutor:
                 return result(JobState.FAILURE, None, f"step {step.name} could not start: {exc}")
             if self._guardian is not None:
                 self._guardian.register(process.pid)
+            spec.steps_observer.step_started(index, process.pid)
             if index == 0:
                 await on_started(process.pid)
             waiter: asyncio.Future[Any] = loop.run_in_executor(self._waiters, _wait, process.pid)
@@ -218,6 +219,7 @@ class LocalExecutor:
                 cpu_s += usage.ru_utime + usage.ru_stime
                 peak_rss = max(peak_rss, usage.ru_maxrss * 1024)
             code = exit_code_of(status)
+            spec.steps_observer.step_ended(index, code)
             if self._guardian is not None and self._guardian.release(process.pid):
                 fence = self._guardian.fence_s
                 stalled = f"the runner stalled for more than {fence:g} s; the guardian killed the job"

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.context import Context
 from prometheus_client import Gauge
 
 from caesar_common.apps import get_app
@@ -48,6 +49,7 @@ from caesar_common.layout import (
 )
 from caesar_common.logging import get_logger
 from caesar_common.outbox import envelope_for
+from caesar_common.telemetry import context_from_carrier, current_trace_carrier
 from caesar_runner.adapters.outputs import (
     describe_outputs,
     prepare_attempt_dir,
@@ -74,6 +76,7 @@ from caesar_runner.executors.base import ExecutionResult, Executor, JobSpec
 from caesar_runner.finalize import finalize_step, read_record
 from caesar_runner.service.ports import ClaimStore, Kick, PausableConsumer, Publish
 from caesar_runner.service.retries import retry_until_done
+from caesar_runner.tracing import StepSpans, attempt_span, record_outcome, stage_span
 
 log = get_logger(__name__)
 SOURCE = RUNNER_SOURCE
@@ -87,6 +90,8 @@ class RunningAttempt:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     fate: AttemptFate = field(default_factory=AttemptFate)
     task: asyncio.Task[None] | None = None
+    trace_parent: Context | None = None
+    """The trace the attempt's span continues; None: the current one (the ``RunJob``'s)."""
 
     def stop(self, **fate: Any) -> None:
         """Stop the attempt's processes, recording why (the first reason wins)."""
@@ -237,6 +242,8 @@ class JobRunner:
         doc = claim_document(
             msg, decision, runner_id=self.config.runner_id, pool=self.config.pool, now=datetime.now(UTC)
         )
+        # A runner that resumes the attempt after a restart continues the job's trace.
+        doc["trace"] = current_trace_carrier()
         event = self._event(msg, decision.state, reason=decision.reason)
         if not await self._claims.claim(doc, [event]):
             log.info("attempt already claimed; not started again", job_id=msg.job_id, attempt=msg.attempt)
@@ -268,19 +275,27 @@ class JobRunner:
 
     async def _run(self, job: RunningAttempt) -> None:
         msg = job.message
-        try:
-            result, outputs = await self._execute(job)
-        except Exception as exc:
-            log.exception("job execution failed", job_id=msg.job_id)
-            result, outputs = runner_error(exc), []
-        result = reported_result(result, job.fate)
-        try:
-            await self._finish(job, result, outputs)
-        finally:
-            self.running.pop(job.key, None)
-            self._free.release()
-            with contextlib.suppress(Exception):  # the channel may be gone; the next change retries
-                await self._adjust_consumer()
+        with attempt_span(
+            msg,
+            executor=self.executor.kind,
+            pool=self.config.pool,
+            runner_id=self.config.runner_id,
+            parent=job.trace_parent,
+        ) as span:
+            try:
+                result, outputs = await self._execute(job)
+            except Exception as exc:
+                log.exception("job execution failed", job_id=msg.job_id)
+                result, outputs = runner_error(exc), []
+            result = reported_result(result, job.fate)
+            record_outcome(span, result)
+            try:
+                await self._finish(job, result, outputs)
+            finally:
+                self.running.pop(job.key, None)
+                self._free.release()
+                with contextlib.suppress(Exception):  # the channel may be gone; the next change retries
+                    await self._adjust_consumer()
 
     async def _finish(self, job: RunningAttempt, result: ExecutionResult, outputs: list[OutputFile]) -> None:
         """Record the outcome (retried until the database takes it: a lost write is a lost result)."""
@@ -365,16 +380,18 @@ class JobRunner:
         params = app.validate(msg.params)
         if await asyncio.to_thread(self._fenced, job):
             return ExecutionResult(JobState.CANCELED, None, 0.0, 0.0, 0), []
-        directory = await asyncio.to_thread(
-            prepare_attempt_dir, self.config.jobs_root, msg.owner, msg.job_id, msg.attempt
-        )
-        staged = await asyncio.to_thread(stage_input, self._input(msg), directory)
+        with stage_span(msg, self.executor.kind):
+            directory = await asyncio.to_thread(
+                prepare_attempt_dir, self.config.jobs_root, msg.owner, msg.job_id, msg.attempt
+            )
+            staged = await asyncio.to_thread(stage_input, self._input(msg), directory)
         ctx = PlanContext(staged, directory, self.config.bin_dir)
         steps = app.plan(params, ctx)
         # Harmonised catalogues + preview, as a job step (runs wherever the job runs).
         final = finalize_step(msg.app, ctx)
         if final is not None:
             steps = [*steps, final]
+        step_spans = StepSpans(msg, self.executor.kind, steps)
         spec = JobSpec(
             job_id=msg.job_id,
             owner=msg.owner,
@@ -387,9 +404,11 @@ class JobRunner:
             memory_mb=msg.memory_mb,
             before_step=lambda: not self._fenced(job),
             staged_input=staged,
+            steps_observer=step_spans,
         )
 
         async def on_started(pid: int | None) -> None:
+            step_spans.running()
             event = self._event(msg, JobState.RUNNING, pid=pid)
             changes = {"state": JobState.RUNNING.value, "pid": pid, "started_at": datetime.now(UTC)}
 
@@ -410,10 +429,12 @@ class JobRunner:
 
         fence = asyncio.get_running_loop().create_task(self._watch_fence(job))
         started_at = datetime.now(UTC)
+        result: ExecutionResult | None = None
         try:
             result = await self.executor.run(spec, on_started, job.cancel)
         finally:
             fence.cancel()
+            step_spans.close(result)
         finished_at = datetime.now(UTC)
         self.check_self_fence()  # a runner frozen until now must not report a success
         if job.fate.abandoned:
@@ -454,7 +475,7 @@ class JobRunner:
         resumed = 0
         for doc in await self._claims.open_claims(self.config.runner_id, self.config.pool):
             msg = RunJob.model_validate(doc["command"])
-            job = RunningAttempt(msg)
+            job = RunningAttempt(msg, trace_parent=context_from_carrier(doc.get("trace") or {}))
             if job.key in self.running:
                 continue
             # A superseded attempt is resumed only to be stopped (its batch job cancelled)

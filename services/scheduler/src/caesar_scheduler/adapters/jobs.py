@@ -22,7 +22,7 @@ from caesar_common.outbox import merge_updates, outbox_fields, outbox_update
 from caesar_common.store import BY_ID, Document
 from caesar_scheduler.domain.advance import PlannedAdvance
 from caesar_scheduler.domain.fairshare import OwnerBacklog
-from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
+from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, HELD, WAITING
 
 __all__ = [
     "COLLECTION",
@@ -194,3 +194,7 @@ class SchedulerJobs:
             pool_counts = counts.setdefault(doc.get("pool", ""), {})
             pool_counts[doc["owner"]] = pool_counts.get(doc["owner"], 0) + 1
         return counts
+
+    async def held_of(self, owner: str) -> list[Document]:
+        # The (phase, pool, owner, ...) index's phase prefix: held jobs are few.
+        return [d async for d in self.collection.find({"phase": HELD, "owner": owner}, {"outbox": 0})]

@@ -22,6 +22,7 @@ SCHEDULER_QUEUE = QueueSpec(
         "job.state.canceled",
         "job.state.aborted",
         "runner.heartbeat",
+        "quota.changed",
     ),
 )
 

@@ -43,7 +43,7 @@ async def watch_pools(
     """
     aborted = 0
     for view in pool_views(capacity, pools, now, started_at):
-        metrics.LIVE_RUNNERS.labels(view.pool).set(view.live_runners)
+        metrics.watched_pool(view.pool, view.live_runners)
         status = PoolStatus(
             pool=view.pool,
             live_runners=view.live_runners,

@@ -69,3 +69,19 @@ class JobStore(Protocol):
         ...
 
     async def active_by_pool_and_owner(self) -> dict[str, dict[str, int]]: ...
+
+    async def held_of(self, owner: str) -> list[Document]:
+        """The owner's jobs held for quota (phase ``held``)."""
+        ...
+
+
+class QuotaVerdicts(Protocol):
+    """The newest quota verdict per user, as accounting announced it."""
+
+    async def hold_reason(self, owner: str) -> str | None:
+        """Why the owner's new jobs are held (``None``: under quota, or never judged)."""
+        ...
+
+    async def record(self, owner: str, revision: int, over: bool, reason: str) -> bool:
+        """Keep a verdict unless a newer one (higher ``revision``) is already kept."""
+        ...

@@ -9,6 +9,7 @@ from typing import Any
 from caesar_common.events import Envelope, JobStateChanged
 from caesar_common.jobstate import HeldBefore, JobPosition, JobState, is_terminal, supersedes
 from caesar_common.logging import get_logger
+from caesar_scheduler import metrics
 from caesar_scheduler.domain.admission import reported_by_runner
 from caesar_scheduler.domain.advance import advance_changes, plan_advances
 from caesar_scheduler.domain.phases import DISPATCHED, EARLY_CANCEL, FINISHED, WAITING
@@ -140,6 +141,8 @@ async def retry_or_give_up(
         log.error("job aborted", job_id=doc["_id"], reason=decision.reason)
     if await jobs.transition(doc["_id"], expect, changes, [*failed, event]):
         kick(doc["_id"], [*failed, event])
+        if isinstance(decision, Retry):
+            metrics.RETRIES.labels(str(doc.get("pool") or "")).inc()
         return True
     return False
 

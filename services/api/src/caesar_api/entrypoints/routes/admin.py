@@ -12,7 +12,7 @@ from typing import Final
 from aiohttp import web
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from caesar_api.auth import is_admin
+from caesar_api.auth import acts_as_admin
 from caesar_api.dependencies import Dependencies
 from caesar_api.entrypoints.routes import V2, Binder
 from caesar_api.entrypoints.routes.problems import problem
@@ -23,7 +23,7 @@ MAX_LIMIT: Final = 1000
 
 
 def _forbidden(request: web.Request, deps: Dependencies) -> web.Response | None:
-    if deps.settings.auth_enabled and not is_admin(request):
+    if not acts_as_admin(request, deps.settings.auth_enabled):
         return problem(403, "This route needs the admin role.")
     return None
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from caesar_api.adapters.fits import FITS_SIGNATURE, NOT_FITS_START, read_fits_facts
 from caesar_api.adapters.storage import UploadInProgress
-from caesar_api.auth import AuthError, is_admin
+from caesar_api.auth import AuthError, identity_of, is_admin
 from caesar_api.auth.identity import TOKEN_CHECK_KEY, TokenCheck
 from caesar_api.auth.tokens import MAX_TOKEN_CHARS
 from caesar_api.dependencies import Dependencies
@@ -29,6 +29,7 @@ from caesar_api.service import files as file_cases
 from caesar_api.service.files import ReceivedUpload, file_not_found, storage_errors
 from caesar_api.settings import ApiSettings
 from caesar_common.ids import is_file_id, new_file_id
+from caesar_common.quotas import QuotaPolicy
 
 # Multipart framing and small text fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
@@ -103,6 +104,8 @@ class _Received:
     """What the multipart body held: the file (streamed to a temporary file) and the tag."""
 
     owner: str = ""
+    roles: frozenset[str] = frozenset()
+    quota: Quota = field(default_factory=Quota)
     tag: str = ""
     filename: str = ""
     ext: str = ""
@@ -162,6 +165,7 @@ async def _receive(
     reader: MultipartReader,
     deps: Dependencies,
     owner: str,
+    roles: frozenset[str],
     slots: AsyncExitStack,
     token_check: TokenCheck | None = None,
 ) -> _Received:
@@ -176,14 +180,14 @@ async def _receive(
     """
     settings = deps.settings
     pace = BodyPace(settings.http_body_timeout_s, settings.upload_min_bytes_per_s)
-    quota = quota_of(settings)
-    received = _Received(owner=owner)
+    received = _Received(owner=owner, roles=roles)
     try:
         while (part := await _next_part(reader, pace)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise ApiError(400, "Invalid request data: nested multipart is not accepted!")
             if part.name == "access_token" and token_check is not None and not received.owner:
-                received.owner = (await token_check(await _read_token(part, pace))).owner
+                identity = await token_check(await _read_token(part, pace))
+                received.owner, received.roles = identity.owner, identity.roles
             elif part.name == "tag":
                 received.tag = await _read_tag(part, pace)
             elif part.name == "file" and received.upload is None:
@@ -193,6 +197,7 @@ async def _receive(
                 received.filename = display_name(part.filename or "")
                 received.ext = upload_extension(received.filename, settings.allowed_formats)
                 received.owner_lock = await slots.enter_async_context(deps.uploads.slot(owner))
+                quota = received.quota = quota_of(settings, deps.quotas, owner, received.roles)
                 cap = _cap(settings, quota, await file_cases.admit(deps.files, owner, quota))
                 received.file_id = new_file_id()
                 received.upload = await deps.storage.begin(owner, received.file_id)
@@ -210,8 +215,12 @@ async def _receive(
     return received
 
 
-def quota_of(settings: ApiSettings) -> Quota:
-    return Quota(max_bytes=settings.user_quota_bytes, max_files=settings.user_quota_files)
+def quota_of(settings: ApiSettings, policy: QuotaPolicy, owner: str, roles: Collection[str]) -> Quota:
+    """The user's storage limits: the quota policy's ``stored_bytes`` for them (their own
+    entry, their roles, the default), else ``CAESAR_USER_QUOTA_BYTES``."""
+    stored = policy.limits_for(owner, roles).stored_bytes
+    max_bytes = stored if stored is not None else settings.user_quota_bytes
+    return Quota(max_bytes=max_bytes, max_files=settings.user_quota_files)
 
 
 async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
@@ -235,7 +244,7 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
     token_check = None if owner else request.get(TOKEN_CHECK_KEY)
     async with AsyncExitStack() as slots:
         with storage_errors():
-            received = await _receive(reader, deps, owner, slots, token_check)
+            received = await _receive(reader, deps, owner, identity_of(request).roles, slots, token_check)
         if received.upload is None:
             raise ApiError(400, "Missing file field in request!")
         record = await file_cases.upload(
@@ -253,7 +262,7 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
             read_facts=functools.partial(
                 read_fits_facts, max_decompressed_bytes=settings.max_decompressed_bytes
             ),
-            quota=quota_of(settings),
+            quota=received.quota,
             owner_lock=received.owner_lock,
         )
     return web.json_response(upload_response(record))

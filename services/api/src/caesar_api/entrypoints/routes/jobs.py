@@ -8,7 +8,7 @@ from contextlib import aclosing
 from aiohttp import web
 
 from caesar_api.adapters.archive import stream_tar_gz
-from caesar_api.auth import is_admin
+from caesar_api.auth import identity_of, is_admin
 from caesar_api.dependencies import Dependencies
 from caesar_api.domain.errors import INVALID_REQUEST_DATA, ApiError
 from caesar_api.domain.jobs import parse_job_request
@@ -43,6 +43,7 @@ async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> we
         jobs=deps.jobs,
         files=deps.files,
         runnable_executors=deps.settings.runnable_executors,
+        roles=identity_of(request).roles,
     )
     return web.json_response(submit_response(record, job_request.echo_inputs), status=202)
 

@@ -2,6 +2,7 @@
 
 * ``GET /api/v2/apps``: every app with its JSON Schema, version, default wall time and
   whether this deployment can run it (container-only apps: ``available: false``);
+* ``GET /api/v2/jobs/{job_id}``: the job's state, attempt, pool and, while HELD, why;
 * ``GET /api/v2/jobs/{job_id}/catalog?format=votable|fits|csv|json|ds9&kind=sources|components``;
 * ``GET /api/v2/jobs/{job_id}/preview.png``;
 * ``GET /api/v2/jobs/{job_id}/files`` and ``/files/{name}``: the files of the job's
@@ -30,8 +31,10 @@ from caesar_api.auth import is_admin
 from caesar_api.dependencies import Dependencies
 from caesar_api.domain.apps import app_entry
 from caesar_api.domain.errors import ApiError
+from caesar_api.domain.responses import job_v2
 from caesar_api.entrypoints.routes import V2, Binder
 from caesar_api.entrypoints.routes.problems import with_problems
+from caesar_api.service import jobs as job_cases
 from caesar_api.service.results import JobNotEnded, JobOutputs, job_outputs
 from caesar_common.apps import APPS
 from caesar_common.layout import JobManifest
@@ -139,9 +142,16 @@ async def get_file(request: web.Request, deps: Dependencies, owner: str) -> web.
     )
 
 
+async def get_job(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
+    """``GET /api/v2/jobs/{job_id}``: the job's state (and while HELD, why)."""
+    job = await job_cases.owned_job(deps.jobs, owner, request.match_info["job_id"], admin=is_admin(request))
+    return web.json_response(job_v2(job))
+
+
 def add_v2_routes(router: web.UrlDispatcher, bind: Binder) -> None:
     """Register the v2 routes of this module."""
     router.add_get(f"{V2}/apps", bind(with_problems(list_apps)), allow_head=False)
+    router.add_get(f"{V2}/jobs/{{job_id}}", bind(with_problems(get_job)), allow_head=False)
     router.add_get(f"{V2}/jobs/{{job_id}}/catalog", bind(with_problems(get_catalog)), allow_head=False)
     router.add_get(
         f"{V2}/jobs/{{job_id}}/preview.png", bind(with_problems(get_preview_png)), allow_head=False
