@@ -66,6 +66,8 @@ bench: ## run the benchmarks (bench/results/)
 status: ## what runs: infrastructure and services
 	@scripts/infra.sh status
 	@scripts/keycloak.sh status
+	@scripts/jaeger.sh status
+	@scripts/prometheus.sh status
 	@scripts/services.sh status
 
 logs: ## follow the service logs

@@ -208,6 +208,22 @@ async def test_a_job_reaches_its_input_and_directory_and_nothing_else(host: Host
     assert report["uid"] not in _alive_uids()
 
 
+async def test_a_grant_above_the_jobs_root_voided_by_a_chmod_is_restored_at_hand_over(
+    tmp_path: Path, host: Host
+) -> None:
+    """A chmod of a closed directory above the jobs root (a new pytest session does one
+    on its temporary root) resets the ACL mask: the job group's traverse grant is void
+    until the next hand-over writes it again, and the job still reaches its directory."""
+    closed = tmp_path.parent
+    closed.chmod(0o700)  # the grant made at start is void from here
+    directory, staged = host.attempt("alice", host.upload("alice"))
+    checks = {"own_input": ["read", str(staged)], "own_dir": ["write", str(directory / "result.txt")]}
+    result = await host.executor.run(host.spec(directory, staged, checks), _noop, asyncio.Event())
+    assert result.state is JobState.SUCCESS, result
+    report = _report(directory)
+    assert (report["own_input"], report["own_dir"]) == ("ok", "ok")
+
+
 async def test_an_input_that_cannot_be_linked_is_copied_read_only(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:

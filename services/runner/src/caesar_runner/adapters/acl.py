@@ -16,7 +16,18 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from caesar_runner.domain.acl import Acl, decode, encode, from_mode, with_named, without_named
+from caesar_runner.domain.acl import (
+    EXECUTE,
+    GROUP,
+    Acl,
+    decode,
+    encode,
+    from_mode,
+    others_may_traverse,
+    with_named,
+    without_named,
+)
+from caesar_runner.domain.jobusers import ancestors
 
 ACCESS_ACL = "system.posix_acl_access"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -66,3 +77,18 @@ def set_named(path: Path, tag: int, qualifier: int, perms: int) -> bool:
 def drop_named(path: Path, tag: int, qualifier: int) -> bool:
     """Remove the named entry ``tag:qualifier`` from ``path`` (nothing if it has none)."""
     return edit_acl(path, lambda acl: without_named(acl, tag, qualifier))
+
+
+def grant_traverse_above(root: Path, gid: int) -> list[Path]:
+    """Traverse-only for group ``gid`` on every closed directory above ``root`` (and its
+    real path); the directories whose grant had to be (re)written.
+
+    Checked again at each hand-over, not only at start: a ``chmod`` of such a directory
+    (a new pytest session does one on its temporary root) resets the ACL's mask and
+    silently voids the grant. Unchanged grants cost a read, no write.
+    """
+    changed = []
+    for directory in dict.fromkeys([*ancestors(root), *ancestors(root.resolve())]):
+        if not others_may_traverse(os.stat(directory).st_mode) and set_named(directory, GROUP, gid, EXECUTE):
+            changed.append(directory)
+    return changed

@@ -31,13 +31,12 @@ import sys
 from pathlib import Path
 
 from caesar_common.logging import get_logger
-from caesar_runner.adapters.acl import AclUnsupported, set_named
+from caesar_runner.adapters.acl import AclUnsupported, grant_traverse_above, set_named
 from caesar_runner.adapters.jobusers import JobUsers
-from caesar_runner.domain.acl import EXECUTE, GROUP, others_may_traverse
+from caesar_runner.domain.acl import EXECUTE, GROUP
 from caesar_runner.domain.jobusers import (
     JobUserMode,
     UidRange,
-    ancestors,
     foreign_uids,
     job_user_mode,
     roots_overlap,
@@ -130,11 +129,8 @@ def _prepare_roots(data_root: Path, jobs_root: Path, gid: int) -> None:
     try:
         set_named(real_data, GROUP, gid, 0)
         set_named(real_jobs, GROUP, gid, EXECUTE)
-        for directory in dict.fromkeys([*ancestors(jobs_root), *ancestors(real_jobs)]):
-            if others_may_traverse(os.stat(directory).st_mode):
-                continue
-            if set_named(directory, GROUP, gid, EXECUTE):
-                log.warning("job group granted traverse-only above the jobs root", path=str(directory))
+        for directory in grant_traverse_above(jobs_root, gid):
+            log.warning("job group granted traverse-only above the jobs root", path=str(directory))
     except AclUnsupported as exc:
         raise JobUsersUnusable(
             f"job users need POSIX ACLs on the data and jobs roots ({exc.filename or exc}); {SETUP_HINT}"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from caesar_common.layout import JOB_TMP_DIR
 from caesar_common.logging import get_logger
-from caesar_runner.adapters.acl import set_named
+from caesar_runner.adapters.acl import grant_traverse_above, set_named
 from caesar_runner.adapters.handover import (
     link_source,
     reclaim_tree,
@@ -110,11 +110,14 @@ class JobUsers:
         )
 
     def grant_path(self, attempt_dir: Path) -> None:
-        """Traverse-only for the job group on the owner, job and attempts directories.
+        """Traverse-only for the job group on the owner, job and attempts directories,
+        and again on the closed directories above the jobs root (a chmod there voids it).
 
         A named group entry also withholds listing from job users where "other" may list
         (an owner's directory made with the default mode): they learn no job ids there.
         """
+        for directory in grant_traverse_above(self.jobs_root, self.gid):
+            log.warning("traverse grant above the jobs root was lost; granted again", path=str(directory))
         for directory in dirs_between(self.jobs_root, attempt_dir):
             set_named(directory, GROUP, self.gid, EXECUTE)
 
