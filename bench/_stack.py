@@ -35,9 +35,9 @@ from caesar_testkit.infra import (
     INFRA,
     Vhost,
     admin_mongo_url,
-    database_users,
     drop_databases,
     rabbitmqctl,
+    service_users,
 )
 
 __all__ = ["INFRA", "rabbitmqctl"]
@@ -123,8 +123,8 @@ def running_stack(
     root = Path(tempfile.mkdtemp(prefix=f"caesar-bench-{label}-", dir=base_dir))
     vhost = Vhost(f"bench-{label}")
     prefix = f"b{uuid.uuid4().hex[:10]}"
-    users = database_users(prefix, MONGO_URL)
-    service_urls = {name: (vhost.url_for(name), url) for name, url in users.__enter__().items()}
+    users = service_users(vhost, prefix, MONGO_URL)
+    service_urls = users.__enter__()
     stack = Stack(root, vhost.url, MONGO_URL, prefix, extra_env=extra_env, service_urls=service_urls)
     failed = False
     try:

@@ -22,9 +22,9 @@ from caesar_testkit.infra import (
     Vhost,
     admin_amqp_url,
     admin_mongo_url,
-    database_users,
     drop_databases,
     rabbitmqctl,
+    service_users,
     url_with_vhost,
 )
 
@@ -110,8 +110,7 @@ def isolated_stack(
     vhost = Vhost()
     prefix = f"{prefix_letter}{uuid.uuid4().hex[:10]}"
     try:
-        with database_users(prefix, mongo_url) as database_urls:
-            service_urls = {name: (vhost.url_for(name), url) for name, url in database_urls.items()}
+        with service_users(vhost, prefix, mongo_url) as service_urls:
             stack = Stack(root, vhost.url, mongo_url, prefix, extra_env=extra_env, service_urls=service_urls)
             try:
                 if services is None:

@@ -158,6 +158,17 @@ def database_users(prefix: str, admin_url: str | None = None) -> Iterator[dict[s
         client.close()
 
 
+@contextmanager
+def service_users(
+    vhost: Vhost, prefix: str, mongo_url: str | None = None
+) -> Iterator[dict[str, tuple[str, str]]]:
+    """Per service, its own broker URL on ``vhost`` and its own database user's URL (made
+    for ``prefix``, dropped afterwards): what a :class:`~caesar_testkit.devstack.Stack`
+    takes as ``service_urls``, so a test or benchmark stack runs as a deployment does."""
+    with database_users(prefix, mongo_url) as database_urls:
+        yield {name: (vhost.url_for(name), url) for name, url in database_urls.items()}
+
+
 def drop_databases(prefix: str, mongo_url: str | None = None) -> list[str]:
     """Drop every database of a stack or test (``<prefix>_<service>``); their names."""
     client: MongoClient[dict[str, Any]] = MongoClient(

@@ -117,9 +117,16 @@ def job_status(job: Mapping[str, Any], *, waiting: str = "") -> dict[str, Any]:
         body["pool"] = job["pool"]
     if waiting:
         body["waiting_reason"] = waiting
-    if state is JobState.HELD:
-        body["hold_reason"] = job.get("reason") or "over quota"
+    if (held := hold_reason(job)) is not None:
+        body["hold_reason"] = held
     return body
+
+
+def hold_reason(job: Mapping[str, Any]) -> str | None:
+    """Why a HELD job waits (its owner's exhausted quotas, with the figures); else None."""
+    if JobState(job["state"]) is not JobState.HELD:
+        return None
+    return str(job.get("reason") or "over quota")
 
 
 def job_v2(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,7 +143,7 @@ def job_v2(job: Mapping[str, Any]) -> dict[str, Any]:
         "attempt": int(job.get("attempt") or 0),
         "pool": job.get("pool") or None,
         "reason": job.get("reason") or "",
-        "hold_reason": (job.get("reason") or "over quota") if state is JobState.HELD else None,
+        "hold_reason": hold_reason(job),
         "submitted_at": job["submitted_at"].isoformat() if job.get("submitted_at") else None,
         "tag": job.get("tag", ""),
     }
