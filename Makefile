@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
 
-.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean dashboards
+.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean dashboards asyncapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,11 +54,16 @@ format: ## ruff format (rewrites files)
 	.venv/bin/ruff format .
 
 typecheck: ## mypy: strict on libs and services; tests with their override (pyproject)
-	.venv/bin/mypy libs/*/src services/*/src
+	.venv/bin/mypy libs/*/src services/*/src clients/*/src
 	.venv/bin/mypy tests
 
 dashboards: ## write the Grafana dashboards (deploy/grafana/dashboards/*.json) from deploy/grafana/dashboards.py
 	$(PY) deploy/grafana/dashboards.py
+
+asyncapi: ## write the AsyncAPI document of the events to .run/asyncapi.json and validate it (@asyncapi/parser)
+	scripts/asyncapi.sh install
+	scripts/asyncapi.sh generate .run/asyncapi.json
+	scripts/asyncapi.sh validate .run/asyncapi.json
 
 bench: ## run the benchmarks (bench/results/)
 	$(PY) bench/run_all.py

@@ -268,15 +268,8 @@ spawn_mongo() {
   (cd "$RUN_DIR/mongo" && spawn "$MONGO_PID" "$LOG_DIR/mongo.log" \
     "$SECANTUS_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$CAESAR_MONGO_PORT" \
     --storage-path "$RUN_DIR/mongo" --sync-on-commit "$@")
-  local deadline=$((SECONDS + 60))
-  until mongo_ping none; do # ping needs no user, with or without --auth
-    if ! pid_alive "$MONGO_PID" secantusd || ((SECONDS >= deadline)); then
-      tail -n 30 "$LOG_DIR/mongo.log" >&2 || true
-      kill_pidfile "$MONGO_PID" secantusd 5
-      die "secantusdb did not start"
-    fi
-    sleep 0.5
-  done
+  # ping needs no user, with or without --auth
+  await_up "$MONGO_PID" secantusd "$LOG_DIR/mongo.log" 60 mongo_ping none || die "secantusdb did not start"
 }
 
 start_mongo() {

@@ -160,6 +160,8 @@ write_config() {
 }
 
 answers() { curl -fsS -o /dev/null --max-time 2 "$JAEGER_URL/api/services" 2>/dev/null; }
+# serving: the query API answers and the OTLP receiver takes connections.
+serving() { answers && port_open "$JAEGER_OTLP_PORT"; }
 
 cmd_start() {
   if pid_alive "$JAEGER_PID" jaeger; then
@@ -186,15 +188,8 @@ cmd_start() {
     for v in $(compgen -e); do [[ "$v" == OTEL_* ]] && unset "$v"; done
     cd "$JAEGER_DIR" && spawn "$JAEGER_PID" "$JAEGER_LOG" "$JAEGER_BIN" --config "$JAEGER_CONFIG"
   )
-  local deadline=$((SECONDS + ${CAESAR_JAEGER_START_TIMEOUT:-60}))
-  until answers && port_open "$JAEGER_OTLP_PORT"; do
-    if ! pid_alive "$JAEGER_PID" jaeger || ((SECONDS >= deadline)); then
-      tail -n 30 "$JAEGER_LOG" >&2 || true
-      kill_pidfile "$JAEGER_PID" jaeger 5
-      die "Jaeger did not start"
-    fi
-    sleep 0.2
-  done
+  await_up "$JAEGER_PID" jaeger "$JAEGER_LOG" "${CAESAR_JAEGER_START_TIMEOUT:-60}" serving ||
+    die "Jaeger did not start"
   record jaeger
 }
 

@@ -116,6 +116,22 @@ spawn() {
   until [[ -s "$pidfile" ]] || ((SECONDS >= deadline)); do sleep 0.1; done
 }
 
+# await_up PIDFILE WORD LOGFILE TIMEOUT CHECK...: wait until CHECK succeeds while the
+# process of PIDFILE lives (WORD as in pid_alive). If it dies, or TIMEOUT seconds pass,
+# show the tail of its log, stop it and fail: a half-started daemon is never left behind.
+await_up() {
+  local pidfile="$1" name="$2" logfile="$3" deadline=$((SECONDS + $4))
+  shift 4
+  until "$@"; do
+    if ! pid_alive "$pidfile" "$name" || ((SECONDS >= deadline)); then
+      tail -n 30 "$logfile" >&2 || true
+      kill_pidfile "$pidfile" "$name" 5
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
 # port_open PORT -> true if something accepts TCP on 127.0.0.1:PORT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

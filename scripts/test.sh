@@ -48,6 +48,7 @@ scripts/infra.sh install start --tag test || die "infrastructure did not come up
 scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come up"
 scripts/prometheus.sh install || die "Prometheus (promtool) did not install"
 scripts/jaeger.sh install || die "Jaeger could not be built (tests/e2e/test_tracing.py needs it)"
+scripts/asyncapi.sh install || die "the AsyncAPI parser did not install (tests/unit/test_asyncapi.py needs it)"
 # The auth tests need the real Keycloak; with it up they must not skip.
 scripts/keycloak.sh start --tag test || die "Keycloak did not come up"
 export CAESAR_TEST_REQUIRE_KEYCLOAK=1
@@ -73,14 +74,25 @@ step() {
 
 step ruff .venv/bin/ruff check .
 step ruff-format .venv/bin/ruff format --check .
-step mypy .venv/bin/mypy libs/*/src services/*/src
+step mypy .venv/bin/mypy libs/*/src services/*/src clients/*/src
 step mypy-tests .venv/bin/mypy tests
 # Exit 5 (no tests collected) is non-zero, so it fails too, as it should. Coverage is
 # measured in the test process (services the e2e tests start as processes are not);
 # the data file goes to the run directory, not the work tree.
 export COVERAGE_FILE="$RUN_DIR/coverage"
-step pytest .venv/bin/pytest -q -p no:cacheprovider --cov --cov-report=term:skip-covered \
-  tests/unit tests/integration tests/e2e tests/chaos tests/fuzz "$@"
+# Two phases. Every test but the chaos ones keeps to its own vhost, database prefix, stack
+# and ports, so they run on two workers, a module on one worker (its stack is built once)
+# and the Keycloak modules on one worker together (tests/conftest.py says why); the
+# slowest directories are listed first so they do not start last.
+# The chaos tests restart the shared broker and database, so they run alone afterwards.
+# CAESAR_TEST_WORKERS=0 runs the first phase in one process too.
+workers="${CAESAR_TEST_WORKERS:-2}"
+parallel=()
+((workers > 0)) && parallel=(-n "$workers" --dist loadgroup)
+step pytest .venv/bin/pytest -q -p no:cacheprovider "${parallel[@]}" --cov --cov-report= \
+  tests/fuzz tests/e2e tests/integration tests/unit "$@"
+step pytest-chaos .venv/bin/pytest -q -p no:cacheprovider --cov --cov-append \
+  --cov-report=term:skip-covered tests/chaos "$@"
 
 printf '\n=== summary\n'
 printf '%s\n' "${results[@]}"

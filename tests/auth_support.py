@@ -49,8 +49,11 @@ def password_token(user: str, password: str | None = None) -> str:
         }
     ).encode()
     req = urllib.request.Request(f"{ISSUER}/protocol/openid-connect/token", data=body, method="POST")
-    with urllib.request.urlopen(req, timeout=15) as resp:
-        return str(json.load(resp)["access_token"])
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return str(json.load(resp)["access_token"])
+    except urllib.error.HTTPError as exc:  # say why (locked out, bad client, ...)
+        raise RuntimeError(f"no token for {user}: {exc.code} {exc.read()[:300]!r}") from None
 
 
 def realm_jwks() -> dict[str, Any]:

@@ -39,15 +39,26 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
+KEYCLOAK_GROUP = "keycloak"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every Hypothesis test ``property``, so `make test-fuzz` can select them all.
+    """Mark every Hypothesis test ``property``, so `make test-fuzz` can select them all, and
+    give every test its worker group for ``pytest -n N --dist loadgroup`` (scripts/test.sh).
 
     A marker added by hand would be forgotten on the next property test; Hypothesis tags
     the functions it wraps, so the selection follows the code.
+
+    Groups: a module's tests run on one worker (its module fixtures, a stack or an api,
+    are built once), and every module marked ``keycloak`` shares one worker: Keycloak's
+    brute-force detection takes simultaneous logins of one user for an attack and
+    refuses the right password for a while ("Invalid user credentials").
     """
     for item in items:
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
             item.add_marker(pytest.mark.property)
+        group = KEYCLOAK_GROUP if item.get_closest_marker("keycloak") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, claims_of, keycloa
 from tests.e2e.conftest import TERMINAL, make_stack
 from tests.integration.service_support import eventually
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.keycloak]
 
 
 @pytest.fixture(scope="module")

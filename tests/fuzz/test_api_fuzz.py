@@ -36,7 +36,13 @@ EXAMPLES = int(os.environ.get("CAESAR_FUZZ_EXAMPLES", "20"))
 @pytest.fixture(scope="module")
 def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("fuzz-open")
-    env = {"CAESAR_AUTH_ENABLED": "false", "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024)}
+    # Event streams end after a second (the document's maximum follows), so no generated
+    # request holds a stream open for long.
+    env = {
+        "CAESAR_AUTH_ENABLED": "false",
+        "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+        "CAESAR_SSE_MAX_STREAM_S": "1",
+    }
     # Accounting too: the usage routes ask it (without it they answer a documented 503).
     with isolated_stack(root, ["api", "accounting"], prefix_letter="z", **env) as stack:
         yield stack

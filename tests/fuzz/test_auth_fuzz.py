@@ -10,6 +10,7 @@ headers, body) matches the document.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from caesar_testkit.devstack import Stack
 from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, keycloak_up, password_token
 from tests.conftest import isolated_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 
 EXAMPLES = int(os.environ.get("CAESAR_FUZZ_EXAMPLES", "50"))
 CHECKS = (
@@ -53,6 +54,9 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CAESAR_KEYCLOAK_REALM": REALM,
         "CAESAR_KEYCLOAK_AUDIENCE": AUDIENCE,
         "CAESAR_MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
+        # Event streams end after a second here (the document's maximum follows): an
+        # open stream would otherwise hold each generated request for its whole timeout.
+        "CAESAR_SSE_MAX_STREAM_S": "1",
     }
     # Accounting too: the usage routes ask it (without it they answer a documented 503).
     with isolated_stack(root, ["api", "accounting"], prefix_letter="f", **env) as stack:
@@ -71,7 +75,7 @@ def token(fuzz_api: Stack) -> str:
     return password_token("alice")
 
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/{asset}"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs", "/docs/{asset}"}
 
 
 CALLS: list[tuple[str, str, int]] = []
@@ -105,14 +109,19 @@ def fuzz(api_schema: Any, examples: int, headers: dict[str, str], expect_401: bo
     CALLS.clear()
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 15
+    took: list[tuple[float, str]] = []
     for operation in operations:
         public = operation.path in PUBLIC or operation.path.endswith(("/apps", "/describe"))
+        started = time.monotonic()
 
         run = _runner(operation, examples, headers, expect_401 and not public)
         try:
             run()
         except Exception as exc:  # noqa: BLE001 (collect every operation's failure)
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:2000]}")
+        took.append((time.monotonic() - started, f"{operation.method.upper()} {operation.path}"))
+    slowest = ", ".join(f"{name} {seconds:.1f}s" for seconds, name in sorted(took, reverse=True)[:5])
+    print(f"fuzz: slowest operations: {slowest}")
     # Bounded, but not trivially: several requests per operation really went out.
     assert len(CALLS) >= 2 * len(operations), len(CALLS)
     print(f"fuzz: {len(CALLS)} requests, statuses {sorted({c[2] for c in CALLS})}")

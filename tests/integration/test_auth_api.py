@@ -43,7 +43,7 @@ from tests.auth_support import (
 )
 from tests.integration.api_support import V1, RunningApi, api_settings, radio_fits
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 
 TEST_KID = "caesar-test-trusted"
 UNKNOWN_FILE = "0" * 32
@@ -198,7 +198,7 @@ async def test_every_protected_route_refuses_bad_tokens(
 
 
 async def test_public_routes_are_open(api: RunningApi) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", f"{V1}/apps"):
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs", f"{V1}/apps"):
         resp = await api.client.get(path)
         assert resp.status == 200, path
     resp = await api.client.get(f"{V1}/app/aegean/describe")
@@ -245,12 +245,14 @@ async def test_users_cannot_reach_each_others_files_and_jobs(api: RunningApi, to
         ("GET", f"{V1}/job/{{j}}/cancel"),
         ("POST", f"{V1}/job/{{j}}/cancel"),
     ]
-    # Every other job route (catalogues, previews, v2) too, whoever added it.
+    # Every other route reading one job or file (catalogues, previews, v2, UWS) too,
+    # whoever added it.
     for route in api.client.app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("formatter", "")
-        if "{job_id}" in path and route.method == "GET" and "{name}" not in path:
-            attempts.append(("GET", path.replace("{job_id}", "{j}")))
+        if route.method == "GET" and "{name}" not in path and ("{job_id}" in path or "{file_id}" in path):
+            template = path.replace("{job_id}", "{j}").replace("{file_id}", "{f}").replace("{app}", "aegean")
+            attempts.append(("GET", template))
     for method, template in sorted(set(attempts)):
         theirs = await api.client.request(method, template.format(f=file_id, j=job_id), headers=bearer(bob))
         unknown = await api.client.request(

@@ -22,7 +22,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = [REPO / "libs" / "common", REPO / "libs" / "testkit", *sorted((REPO / "services").glob("*"))]
+PACKAGES = [
+    REPO / "libs" / "common",
+    REPO / "libs" / "testkit",
+    *sorted((REPO / "services").glob("*")),
+    REPO / "clients" / "cli",
+]
 HEAVY = ("numpy", "astropy")
 
 # Distributions whose import names differ from ``name.replace("-", "_")``. Dotted roots

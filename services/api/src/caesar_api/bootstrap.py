@@ -21,6 +21,7 @@ from caesar_api.adapters.storage import UploadStorage
 from caesar_api.auth import KeycloakKeys, TokenVerifier
 from caesar_api.dependencies import Dependencies
 from caesar_api.entrypoints.consumer import start_projection
+from caesar_api.push.wiring import PUSH_INDEXES, push_of, start_push
 from caesar_api.service.reannounce import reannounce_pending
 from caesar_api.service.upload_gate import UploadGate
 from caesar_api.settings import ApiSettings
@@ -34,7 +35,12 @@ SERVICE = "api"
 FILES = "files"
 JOBS = "jobs"
 POOLS = "pools"
-INDEXES: Mapping[str, Sequence[IndexModel]] = {FILES: FILES_INDEXES, JOBS: JOBS_INDEXES, POOLS: []}
+INDEXES: Mapping[str, Sequence[IndexModel]] = {
+    FILES: FILES_INDEXES,
+    JOBS: JOBS_INDEXES,
+    POOLS: [],
+    **PUSH_INDEXES,  # webhooks and their deliveries
+}
 OUTBOX_COLLECTIONS: Sequence[str] = (FILES, JOBS)
 
 
@@ -56,6 +62,7 @@ def make_dependencies(runtime: ServiceRuntime[ApiSettings]) -> Dependencies:
         bus=runtime.bus,
         uploads=UploadGate(settings.max_concurrent_uploads_per_user),
         accounting=AccountingClient(settings.accounting_url, settings.accounting_timeout_s),
+        push=push_of(runtime),
     )
 
 
@@ -78,6 +85,8 @@ async def build(runtime: ServiceRuntime[ApiSettings]) -> None:
     removed = await deps.storage.remove_stale_temporaries()
     if removed:
         log.info("stale partial uploads removed", count=removed)
+    # The push feed first: by the time jobs move, this process's streams hear of it.
+    await start_push(runtime, deps.push)
     await start_projection(runtime.bus, deps)
     after = timedelta(seconds=runtime.settings.reannounce_pending_after_s)
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from caesar_api.dependencies import Dependencies
+from caesar_api.push.wiring import after_projection
 from caesar_api.service.projection import apply_job_state, apply_job_states_together
 from caesar_common.events import Envelope, JobStateChanged, PoolStatus
 from caesar_common.message_router import HandlerTable, decode_known, route_by_type
 
 
 async def on_job_state_changed(message: JobStateChanged, envelope: Envelope, deps: Dependencies) -> None:
-    """Project a state change onto the job's record (if it moves the job forward)."""
+    """Project a state change onto the job's record (if it moves the job forward), then
+    make its webhook deliveries (if it was applied, now or before)."""
     await apply_job_state(deps.jobs, message)
+    await after_projection(deps.push, [message])
 
 
 async def on_pool_status(message: PoolStatus, envelope: Envelope, deps: Dependencies) -> None:
@@ -41,3 +44,5 @@ async def on_job_states(envelopes: Sequence[Envelope], deps: Dependencies) -> No
         else:
             await route(envelope)
     await apply_job_states_together(deps.jobs, changes)
+    # Webhooks: this consumer is the competing one, so each event's deliveries are made once.
+    await after_projection(deps.push, changes)

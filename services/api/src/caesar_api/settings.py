@@ -207,6 +207,121 @@ class ApiSettings(ServiceSettings):
         ge=0,
         le=9,
     )
+    # IVOA UWS 1.1 (caesar_api.uws, docs/uws.md).
+    uws_max_wait_s: float = Field(
+        60.0,
+        title="Longest UWS WAIT",
+        description=(
+            "A UWS job request with ?WAIT blocks at most this many seconds (WAIT=-1 too); "
+            "also how long a UWS DELETE of a running job waits for its cancel to take."
+        ),
+        ge=0,
+        le=3600,
+    )
+    uws_wait_poll_s: float = Field(
+        1.0,
+        title="UWS WAIT re-read interval",
+        description="A blocked UWS request re-reads the job this often (seconds) until it changes.",
+        gt=0,
+        le=60,
+    )
+    # Push (Server-Sent Events and webhooks, caesar_api.push).
+    sse_heartbeat_s: float = Field(
+        15.0,
+        title="SSE keep-alive interval",
+        description="A ': keep-alive' comment goes out on a quiet stream this often (proxies keep it open).",
+        gt=0,
+        le=300,
+    )
+    sse_queue_size: int = Field(
+        256,
+        title="Events queued per SSE stream",
+        description=(
+            "A stream whose client reads so slowly that this many events wait for it is "
+            "disconnected (it resumes with Last-Event-ID); bounds the api's memory per stream."
+        ),
+        ge=1,
+    )
+    sse_max_streams_per_user: int = Field(
+        8,
+        title="Open SSE streams per user and api process",
+        description="One more gets 429 with Retry-After.",
+        ge=1,
+    )
+    sse_max_stream_s: float = Field(
+        3600.0,
+        title="Longest SSE stream",
+        description=(
+            "The server ends a stream after this long (?timeout_s= asks for less); the client "
+            "reconnects with Last-Event-ID and misses nothing."
+        ),
+        ge=1,
+    )
+    sse_resume_margin_s: float = Field(
+        30.0,
+        title="Replay margin of the per-user stream",
+        description=(
+            "A per-user stream resumed with Last-Event-ID replays the states applied up to this "
+            "long before the given event too: it covers clock skew between replicas and events "
+            "still in flight, at the price of sending some events twice."
+        ),
+        ge=0,
+    )
+    sse_settle_s: float = Field(
+        5.0,
+        title="Longest wait for the read model before a final state is pushed",
+        description=(
+            "Live events can reach a stream before the projection has written them; a final "
+            "state is sent once GET /api/v2/jobs/{id} and the result routes show it too, or "
+            "after this long in any case."
+        ),
+        ge=0,
+        le=60,
+    )
+    push_queue_max_length: int = Field(
+        100_000,
+        title="Length bound of the process's push queue",
+        description=(
+            "The per-process queue api.push.<instance> drops its oldest events beyond this "
+            "many (a process that stopped reading cannot fill the broker)."
+        ),
+        ge=1,
+    )
+    webhooks_allow_private: bool = Field(
+        False,
+        title="Allow webhooks to private addresses",
+        description=(
+            "Off: a webhook URL resolving to a loopback, private, link-local, multicast, "
+            "reserved or unspecified address is refused at registration and at delivery."
+        ),
+    )
+    webhooks_max_per_user: int = Field(100, title="Webhooks per user", description="One more gets 403.", ge=1)
+    webhook_timeout_s: float = Field(
+        10.0,
+        title="Webhook request timeout",
+        description="Whole request (connect, send, answer) to a webhook; beyond it the attempt failed.",
+        gt=0,
+        le=120,
+    )
+    webhook_max_attempts: int = Field(
+        8, title="Delivery attempts", description="Attempts before a delivery is given up.", ge=1, le=50
+    )
+    webhook_retry_base_s: float = Field(
+        10.0,
+        title="First retry delay",
+        description="The n-th retry waits base * 2^(n-1) seconds, at most webhook_retry_max_s.",
+        gt=0,
+    )
+    webhook_retry_max_s: float = Field(
+        3600.0, title="Longest retry delay", description="Cap of the exponential backoff.", gt=0
+    )
+    webhook_poll_s: float = Field(
+        2.0,
+        title="Delivery loop interval",
+        description="How often each api process looks for due deliveries (new ones are sent at once).",
+        gt=0,
+    )
+    webhook_concurrency: int = Field(8, title="Deliveries in flight per api process", ge=1, le=256)
 
     @field_validator("allowed_formats", "runnable_executors", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ file's record stays (marked) so the ``FileDeleted`` event and the history surviv
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -77,6 +78,19 @@ class FilesRepository:
         )
         docs = [doc async for doc in cursor]
         return Page(docs[:limit], more=len(docs) > limit)
+
+    async def stream_live(self, owner: str, batch_size: int) -> AsyncIterator[Document]:
+        """Every live file of the owner, newest first, from one cursor read ``batch_size`` at a time."""
+        cursor = (
+            self.collection.find({"owner": owner, "deleted": False}, {"outbox": 0})
+            .sort([("uploaded_at", DESCENDING), ("_id", DESCENDING)])
+            .batch_size(batch_size)
+        )
+        try:
+            async for doc in cursor:
+                yield doc
+        finally:
+            await cursor.close()
 
     async def usage(self, owner: str) -> Usage:
         """Count and total size of the owner's live files, summed by the database.

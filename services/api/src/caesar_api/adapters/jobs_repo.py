@@ -10,15 +10,15 @@ the MongoDB-wire dev server executes with a scan).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from caesar_api.adapters.pagination import Page, after_filter
-from caesar_api.domain.projection import ProjectedMove
+from caesar_api.domain.projection import HISTORY_MAX, ProjectedMove, history_entry
 from caesar_common.events import Envelope, JobCancelRequested, JobSubmitted
 from caesar_common.group_commit import GroupInserter
 from caesar_common.jobstate import HeldBefore
@@ -33,11 +33,31 @@ JOBS_INDEXES: list[IndexModel] = [
         [("owner", ASCENDING), ("submitted_at", DESCENDING), ("_id", DESCENDING)],
         name="owner_newest",
     ),
+    # Queue position (v2): the jobs of a pool still waiting, oldest first.
+    IndexModel(
+        [("pool", ASCENDING), ("state", ASCENDING), ("submitted_at", ASCENDING)], name="waiting_in_pool"
+    ),
+    # Push: the owner's jobs whose state changed since a time (a per-user SSE stream resumes).
+    IndexModel([("owner", ASCENDING), ("applied_at", ASCENDING)], name="owner_applied"),
 ]
 
 
 # Bookkeeping no reader needs: the outbox, and the payload kept for re-announcing.
 _HIDDEN = {"outbox": 0, "announcement": 0}
+
+
+def with_history(fields: dict[str, Any], entries: Sequence[dict[str, Any]]) -> Document:
+    """A projected move's update: its ``$set`` and its applied states ``$push``-ed onto the
+    job's ``history``, in the same guarded write, both stamped with the api's time of
+    applying (``applied_at``; SSE resumes and webhooks read them, caesar_api.push)."""
+    now = datetime.now(UTC)
+    applied_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: milliseconds
+    return {
+        "$set": {**fields, "applied_at": applied_at},
+        "$push": {
+            "history": {"$each": [{**e, "applied_at": applied_at} for e in entries], "$slice": -HISTORY_MAX}
+        },
+    }
 
 
 def position_guard(job: Document) -> Document:
@@ -128,6 +148,41 @@ class JobsRepository:
         docs = [doc async for doc in cursor]
         return Page(docs[:limit], more=len(docs) > limit)
 
+    async def find_page(self, query: Document, limit: int, after: Document | None) -> Page:
+        """One page of the jobs ``query`` matches (it names the owner), newest first."""
+        if after is not None:
+            query = {"$and": [query, after_filter("submitted_at", after)]}
+        cursor = (
+            self.collection.find(query, _HIDDEN)
+            .sort([("submitted_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+        )
+        docs = [doc async for doc in cursor]
+        return Page(docs[:limit], more=len(docs) > limit)
+
+    async def stream_owned(self, owner: str, batch_size: int) -> AsyncIterator[Document]:
+        """Every job of the owner, newest first, from one cursor read ``batch_size`` at a time."""
+        cursor = (
+            self.collection.find({"owner": owner}, _HIDDEN)
+            .sort([("submitted_at", DESCENDING), ("_id", DESCENDING)])
+            .batch_size(batch_size)
+        )
+        try:
+            async for doc in cursor:
+                yield doc
+        finally:
+            await cursor.close()
+
+    async def count(self, query: Document) -> int:
+        return int(await self.collection.count_documents(query))
+
+    async def mark_deleted(self, job: Document, deleted_at: datetime) -> bool:
+        """Mark an ended job deleted, guarded by the position read (False: re-read)."""
+        guard = {**position_guard(job), "deleted_at": None}
+        update = {"$set": {"deleted_at": deleted_at, "updated_at": deleted_at}}
+        result = await self.collection.update_one(guard, update, hint=BY_ID)
+        return bool(result.matched_count == 1)
+
     async def request_cancel(self, job: Document, requested_at: datetime) -> bool:
         """Record a cancel request and queue ``JobCancelRequested`` in one guarded update.
 
@@ -149,7 +204,12 @@ class JobsRepository:
         """Apply a projected transition if the job's position is one ``held`` matches."""
         for position in held.as_filters():
             result = await self.collection.update_one(
-                {"_id": job_id, "owner": owner, **position}, {"$set": fields}, hint=BY_ID
+                # deleted_at: a deleted job's record is never moved again (v2 DELETE).
+                {"_id": job_id, "owner": owner, **position, "deleted_at": None},
+                with_history(
+                    fields, [history_entry(fields["state"], fields["attempt"], fields["updated_at"])]
+                ),
+                hint=BY_ID,
             )
             if result.matched_count == 1:
                 return True
@@ -177,7 +237,8 @@ class JobsRepository:
                 "attempt": move.held.attempt,
                 "state": move.held.state.value,
                 "retryable": move.held.retryable if move.held_retryable_stored else {"$exists": False},
+                "deleted_at": None,  # a deleted job's record is never moved again (v2 DELETE)
             }
-            operations.append(UpdateOne(guard, {"$set": move.fields}, hint=BY_ID))
+            operations.append(UpdateOne(guard, with_history(move.fields, move.history), hint=BY_ID))
         result = await self.collection.bulk_write(operations, ordered=False)
         return bool(result.matched_count == len(operations))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 V1 = "/caesar/api/v1.0"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", f"{V1}/apps"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs", f"{V1}/apps"}
+)
 # Matches concrete paths and OpenAPI templates ("{name}") alike.
 _PUBLIC_RE = re.compile(rf"^(?:/docs/[^/]+|{re.escape(V1)}/app/[^/]+/describe)$")
 

@@ -5,23 +5,50 @@ only says *what* an applied event writes. Measurements (pid, exit code, times, m
 outputs) arrive on the events that know them: a later event of the same attempt that
 does not repeat a value must not erase it, while a new attempt starts from a clean
 slate so a retried job never shows the previous attempt's exit code.
+
+Timings are written the same way, without reading the record: ``started_at`` is the
+time of the attempt's STARTED, ``running_at`` of its RUNNING (a STARTED that arrives
+after RUNNING is never applied, so a reader takes ``started_at`` and falls back on
+``running_at``: :func:`attempt_started_at`), and ``ended_at`` the time of the final
+state. A new attempt clears the previous attempt's timings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from caesar_common.events import JobStateChanged
 from caesar_common.jobstate import JobPosition, JobState, is_terminal, supersedes
 
 MEASURED_FIELDS = ("pid", "exit_code", "elapsed_s", "cpu_s", "peak_rss_bytes")
+TIMING_FIELDS: dict[JobState, str] = {JobState.STARTED: "started_at", JobState.RUNNING: "running_at"}
+"""The field that keeps when the attempt reached each of these states."""
 
 
 def position_of(job: Mapping[str, Any]) -> JobPosition:
     """What the read model holds about a job, for ordering incoming events."""
     return JobPosition(int(job["attempt"]), JobState(job["state"]), bool(job.get("retryable")))
+
+
+def attempt_started_at(job: Mapping[str, Any]) -> datetime | None:
+    """When the shown attempt started: its STARTED, or its RUNNING when STARTED was not seen."""
+    started = job.get("started_at") or job.get("running_at")
+    return started if isinstance(started, datetime) else None
+
+
+def _timing_fields(event: JobStateChanged, *, new_attempt: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for state, name in TIMING_FIELDS.items():
+        if event.state is state:
+            fields[name] = event.changed_at
+        elif new_attempt:
+            fields[name] = None
+    # Only final states end a job (a provisional failure is never projected).
+    fields["ended_at"] = event.changed_at if event.position.is_final else None
+    return fields
 
 
 def transition_fields(event: JobStateChanged, *, new_attempt: bool) -> dict[str, Any]:
@@ -55,7 +82,20 @@ def transition_fields(event: JobStateChanged, *, new_attempt: bool) -> dict[str,
         fields["outputs"] = [o.model_dump(mode="json") for o in event.outputs]
     elif new_attempt:
         fields["outputs"] = []
+    fields.update(_timing_fields(event, new_attempt=new_attempt))
     return fields
+
+
+HISTORY_MAX = 200
+"""History entries kept per job (a job reaches a handful of states per attempt)."""
+
+
+def history_entry(state: str, attempt: int, changed_at: datetime) -> dict[str, Any]:
+    """One applied state in the job's ``history`` (what SSE replays and webhooks check).
+
+    The repository adds ``applied_at``, the api's time of the write, when it writes it.
+    """
+    return {"state": state, "attempt": attempt, "changed_at": changed_at}
 
 
 @dataclass
@@ -73,6 +113,8 @@ class ProjectedMove:
     held_retryable_stored: bool
     fields: dict[str, Any] = field(default_factory=dict)
     applied: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One :func:`history_entry` per applied event, in order (``$push``-ed with the ``$set``)."""
 
 
 def plan_moves(
@@ -100,6 +142,7 @@ def plan_moves(
             move = ProjectedMove(event.job_id, event.owner, held, "retryable" in record)
             moves[event.job_id] = move
         move.fields.update(transition_fields(event, new_attempt=event.attempt != held.attempt))
+        move.history.append(history_entry(event.state.value, event.attempt, event.changed_at))
         move.applied += 1
         positions[event.job_id] = event.position
     return list(moves.values())

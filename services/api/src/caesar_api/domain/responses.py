@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from caesar_api.domain.projection import attempt_started_at
 from caesar_api.domain.status import status_message
 from caesar_common.jobstate import JobState, is_terminal
 
@@ -129,23 +130,79 @@ def hold_reason(job: Mapping[str, Any]) -> str | None:
     return str(job.get("reason") or "over quota")
 
 
-def job_v2(job: Mapping[str, Any]) -> dict[str, Any]:
+def v2_time(value: object) -> str | None:
+    """ISO 8601 with its offset, to the millisecond (stored times are UTC, read back naive)."""
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat(timespec="milliseconds")
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    """Where a v2 client goes next from a job (relative URLs)."""
+    base = f"/api/v2/jobs/{job_id}"
+    return {
+        "self": base,
+        "events": f"{base}/events",
+        "files": f"{base}/files",
+        "catalog": f"{base}/catalog",
+        "preview": f"{base}/preview.png",
+        "archive": f"{base}/archive",
+    }
+
+
+def shown_state(job: Mapping[str, Any]) -> str:
+    """The state a v2 client sees: ``DELETED`` once the outputs were removed, else the stored one."""
+    if job.get("deleted_at") is not None:
+        return "DELETED"
+    return JobState(job["state"]).value
+
+
+def job_v2(job: Mapping[str, Any], *, queue_position: int | None = None) -> dict[str, Any]:
     """Body of ``GET /api/v2/jobs/{job_id}``: the job as the read model last saw it.
 
     ``hold_reason`` says why a HELD job waits (its owner's exhausted quotas, with the
-    figures); it is null otherwise.
+    figures); it is null otherwise. ``queue_position`` is computed by the caller (a count
+    over other owners' jobs) and only given for one job: a list shows it null.
     """
-    state = JobState(job["state"])
+    job_id = str(job["_id"])
     return {
-        "job_id": job["_id"],
+        "job_id": job_id,
         "app": job["app"],
-        "state": state.value,
+        "state": shown_state(job),
         "attempt": int(job.get("attempt") or 0),
         "pool": job.get("pool") or None,
+        "file_id": (job.get("input") or {}).get("file_id"),
+        "options": dict(job.get("params") or {}),
+        "tag": job.get("tag", ""),
         "reason": job.get("reason") or "",
         "hold_reason": hold_reason(job),
-        "submitted_at": job["submitted_at"].isoformat() if job.get("submitted_at") else None,
-        "tag": job.get("tag", ""),
+        "queue_position": queue_position,
+        "exit_code": job.get("exit_code"),
+        "elapsed_s": job.get("elapsed_s"),
+        "submitted_at": v2_time(job.get("submitted_at")),
+        "started_at": v2_time(attempt_started_at(job)),
+        "ended_at": v2_time(job.get("ended_at")),
+        "updated_at": v2_time(job.get("updated_at")),
+        "deleted_at": v2_time(job.get("deleted_at")),
+        "links": job_links(job_id),
+    }
+
+
+def file_v2(file: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``file`` of the v2 API: the upload's facts, its FITS header facts and its links."""
+    file_id = str(file["_id"])
+    base = f"/api/v2/files/{file_id}"
+    return {
+        "file_id": file_id,
+        "filename": file["filename_orig"],
+        "format": file["ext"],
+        "size_bytes": int(file["size_bytes"]),
+        "tag": file.get("tag", ""),
+        "uploaded_at": v2_time(file.get("uploaded_at")),
+        "fits": file.get("fits"),
+        "links": {"self": base, "content": f"{base}/content"},
     }
 
 

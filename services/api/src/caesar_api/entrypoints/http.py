@@ -27,12 +27,17 @@ from caesar_api.entrypoints.routes import RouteHandler
 from caesar_api.entrypoints.routes.admin import add_admin_routes
 from caesar_api.entrypoints.routes.apps import add_app_routes
 from caesar_api.entrypoints.routes.docs import add_docs_routes
+from caesar_api.entrypoints.routes.events import add_event_routes
 from caesar_api.entrypoints.routes.files import add_file_routes
 from caesar_api.entrypoints.routes.jobs import add_job_routes
 from caesar_api.entrypoints.routes.results import add_v1_result_routes
 from caesar_api.entrypoints.routes.usage import add_usage_routes
 from caesar_api.entrypoints.routes.v2 import add_v2_routes
+from caesar_api.entrypoints.routes.v2_files import add_v2_file_routes
+from caesar_api.entrypoints.routes.v2_jobs import add_v2_job_routes
+from caesar_api.entrypoints.routes.webhooks import add_webhook_routes
 from caesar_api.settings import ApiSettings
+from caesar_api.uws.routes import add_uws_routes
 from caesar_common.logging import get_logger
 from caesar_common.runtime import RUNTIME_KEY
 
@@ -84,6 +89,14 @@ async def _wire(app: web.Application) -> None:
     await verifier.refresh(force=True)
 
 
+async def _end_streams(app: web.Application) -> None:
+    """Shutdown: end every SSE stream cleanly before the server waits for open requests
+    (aiohttp runs on_shutdown first), so a graceful stop never waits on a stream."""
+    deps = app.get(DEPS_KEY)
+    if deps is not None:
+        deps.push.hub.close_all()
+
+
 async def _close_clients(app: web.Application) -> None:
     """Close the routes' outgoing connections once the server has stopped taking requests."""
     deps = app.get(DEPS_KEY)
@@ -116,6 +129,7 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     if settings.auth_enabled:
         app[VERIFIER_KEY] = verifier or make_token_verifier(settings)
     app.on_startup.append(_wire)
+    app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_clients)
     router = app.router
     add_file_routes(router, bind)
@@ -123,7 +137,12 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     add_job_routes(router, bind)
     add_v1_result_routes(router, bind)  # /job/<id>/sources, /preview, ...
     add_v2_routes(router, bind)  # /api/v2/apps, /api/v2/jobs/{id}/catalog, files, preview
+    add_v2_job_routes(router, bind)  # /api/v2/jobs: submit, list, get, cancel, delete, archive
+    add_v2_file_routes(router, bind)  # /api/v2/files: upload, list, get, content, delete
     add_admin_routes(router, bind)  # /api/v2/admin/dead-letters (list, replay)
+    add_event_routes(router, bind)  # /api/v2/jobs/{id}/events, /api/v2/events: SSE
+    add_webhook_routes(router, bind)  # /api/v2/webhooks and their deliveries
     add_usage_routes(router, bind)  # /accounting, /appstats, /api/v2/accounting/usage
+    add_uws_routes(app, bind)  # /uws/<app>/...: IVOA UWS 1.1
     add_docs_routes(router, bind_public)  # /openapi.json, /docs
     return app

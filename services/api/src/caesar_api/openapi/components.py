@@ -14,10 +14,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from caesar_api.openapi.models import COMPONENT_MODELS, DownloadForm, JobRequest, UploadForm
+from caesar_api.openapi.push_models import PUSH_MODELS, PUSH_REQUEST_MODELS
+from caesar_api.openapi.v2_models import V2_MODELS, V2_REQUEST_MODELS
 
 Schema = dict[str, Any]
 REF_TEMPLATE = "#/components/schemas/{model}"
-REQUEST_MODELS: frozenset[type[BaseModel]] = frozenset({JobRequest, UploadForm, DownloadForm})
+REQUEST_MODELS: frozenset[type[BaseModel]] = frozenset(
+    {JobRequest, UploadForm, DownloadForm, *V2_REQUEST_MODELS, *PUSH_REQUEST_MODELS}
+)
 
 
 def ref(model: type[BaseModel]) -> Schema:
@@ -28,7 +32,10 @@ def ref(model: type[BaseModel]) -> Schema:
 def component_schemas() -> dict[str, Schema]:
     """Every model's JSON Schema (2020-12, as OpenAPI 3.1 uses), keyed by model name."""
     _, document = models_json_schema(
-        [(model, "validation" if model in REQUEST_MODELS else "serialization") for model in COMPONENT_MODELS],
+        [
+            (model, "validation" if model in REQUEST_MODELS else "serialization")
+            for model in (*COMPONENT_MODELS, *V2_MODELS, *PUSH_MODELS)
+        ],
         ref_template=REF_TEMPLATE,
     )
     schemas: dict[str, Schema] = document.get("$defs", {})

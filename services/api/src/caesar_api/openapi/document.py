@@ -14,12 +14,16 @@ from caesar_api.entrypoints.limits import UNLIMITED_PATHS
 from caesar_api.entrypoints.routes import V1
 from caesar_api.openapi.apps import app_paths
 from caesar_api.openapi.components import Schema, component_schemas
+from caesar_api.openapi.events import event_paths
 from caesar_api.openapi.files import file_paths
 from caesar_api.openapi.jobs import job_paths
 from caesar_api.openapi.operational import operational_paths
 from caesar_api.openapi.operations import error, limit_error
 from caesar_api.openapi.results import result_paths
 from caesar_api.openapi.usage import usage_paths
+from caesar_api.openapi.uws import uws_paths
+from caesar_api.openapi.v2_paths import v2_app_paths, v2_file_paths, v2_job_paths
+from caesar_api.openapi.webhooks import webhook_paths
 from caesar_api.settings import ApiSettings
 
 OPENAPI_VERSION = "3.1.0"
@@ -30,6 +34,8 @@ TAGS = [
     {"name": "jobs", "description": "Jobs: submit, follow, cancel, outputs."},
     {"name": "accounting", "description": "Usage: the caller's, everyone's (admins), reports."},
     {"name": "operations", "description": "Health, readiness, metrics, documentation, dead letters."},
+    {"name": "webhooks", "description": "Job states POSTed to the caller's URLs, signed, with retries."},
+    {"name": "uws", "description": "IVOA UWS 1.1 job lists, one per app (XML; see docs/uws.md)."},
 ]
 
 
@@ -42,6 +48,12 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
         **result_paths(),
         **usage_paths(),
         **operational_paths(),
+        **v2_app_paths(),
+        **v2_file_paths(settings),
+        **v2_job_paths(settings),
+        **uws_paths(settings),
+        **event_paths(settings),  # SSE
+        **webhook_paths(settings),
     }
     _not_ready(paths)
     components: dict[str, Any] = {"schemas": component_schemas()}

@@ -126,7 +126,12 @@ def file_paths(settings: ApiSettings) -> dict[str, Any]:
                 "listFiles",
                 "List the caller's files",
                 {
-                    "200": json_body(FileList, "One page, newest first.", headers=NEXT_LINK),
+                    "200": json_body(
+                        FileList,
+                        "Newest first: every file without limit and after (streamed, as the old "
+                        "service answered), else one page.",
+                        headers=NEXT_LINK,
+                    ),
                     "400": error("Invalid limit or cursor."),
                 },
                 tag=TAG,

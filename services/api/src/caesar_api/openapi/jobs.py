@@ -83,6 +83,7 @@ def job_paths(settings: ApiSettings) -> dict[str, Any]:
                     "200": binary("The job directory as <job_id>.tar.gz, streamed.", "application/gzip"),
                     "202": json_body(JobNotCompleted, "Not finished yet."),
                     "404": error(NOT_FOUND + " Or the job ended without outputs."),
+                    "410": error("The job was deleted (v2 DELETE): its outputs are gone."),
                 },
                 tag=TAG,
                 parameters=[JOB_ID_PARAM],
@@ -95,7 +96,10 @@ def job_paths(settings: ApiSettings) -> dict[str, Any]:
                 "List the caller's jobs",
                 {
                     "200": json_body(
-                        JobList, "One page, newest first (by submission time).", headers=NEXT_LINK
+                        JobList,
+                        "Newest first (by submission time): every job without limit and after "
+                        "(streamed, as the old service answered), else one page.",
+                        headers=NEXT_LINK,
                     ),
                     "400": error("Invalid limit or cursor."),
                 },

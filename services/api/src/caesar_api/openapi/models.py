@@ -186,22 +186,6 @@ class JobStatus(BaseModel):
     )
 
 
-class JobV2(BaseModel):
-    """A job (v2): its state and, while HELD, why."""
-
-    job_id: str = Field(pattern=JOB_ID_PATTERN)
-    app: str
-    state: JobState
-    attempt: int = Field(ge=0, description="0 until the scheduler admits it.")
-    pool: str | None = Field(None, description="Executor pool (local, slurm) once chosen.")
-    reason: str = Field(description="Why the job is in its state (a failure, an abort, a hold).")
-    hold_reason: str | None = Field(
-        None, description="While HELD: the owner's exhausted quotas with used and limit figures."
-    )
-    submitted_at: str | None = Field(None, description="ISO 8601, UTC.")
-    tag: str
-
-
 class JobSummary(JobStatus):
     """One entry of the caller's job list."""
 
@@ -420,7 +404,6 @@ COMPONENT_MODELS: tuple[type[BaseModel], ...] = (
     JobAccepted,
     JobStatus,
     JobSummary,
-    JobV2,
     JobList,
     JobNotCompleted,
     Catalog,

@@ -1,4 +1,4 @@
-"""Paths of operations: probes, metrics, this document, the docs page, dead letters."""
+"""Paths of operations: probes, metrics, this document, the AsyncAPI one, the docs page, dead letters."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _with_head(op: Schema) -> Schema:
 
 
 def operational_paths() -> dict[str, Any]:
-    """``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``, ``/docs``, dead letters."""
+    """Probes, metrics, ``/openapi.json``, ``/asyncapi.json``, ``/docs``, dead letters."""
     limit = query_param(
         "limit",
         f"At most this many messages (per queue when listing), 1 to {MAX_LIMIT}.",
@@ -70,6 +70,20 @@ def operational_paths() -> dict[str, Any]:
                 "openapi",
                 "This document",
                 {"200": json_body({"type": "object"}, "OpenAPI 3.1, for this deployment's settings.")},
+                tag=TAG,
+            )
+        },
+        "/asyncapi.json": {
+            "get": operation(
+                "asyncapi",
+                "The events a subscriber can follow (AsyncAPI 3.0)",
+                {
+                    "200": json_body(
+                        {"type": "object"},
+                        "AsyncAPI 3.0 document of the caesar.events exchange: channels (routing keys), "
+                        "payload schemas, the read-only subscriber's permissions (docs/subscribers.md).",
+                    )
+                },
                 tag=TAG,
             )
         },

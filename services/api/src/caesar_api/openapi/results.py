@@ -7,7 +7,7 @@ from typing import Any
 from caesar_api.entrypoints.routes import V1, V2
 from caesar_api.entrypoints.routes.v2 import CATALOG_FORMATS, CATALOG_KINDS
 from caesar_api.openapi.components import Schema
-from caesar_api.openapi.models import Catalog, JobFiles, JobNotCompleted, JobV2, PreviewImage
+from caesar_api.openapi.models import Catalog, JobFiles, JobNotCompleted, PreviewImage
 from caesar_api.openapi.operations import (
     JOB_ID_PARAM,
     binary,
@@ -31,6 +31,7 @@ def _v1(operation_id: str, summary: str, ok: Schema) -> Schema:
                 "200": ok,
                 "202": json_body(JobNotCompleted, "The job has not ended yet."),
                 "404": error("Unknown job, not the caller's, or the job ended without this output."),
+                "410": error("The job was deleted (v2 DELETE): its outputs are gone."),
             },
             tag=TAG,
             parameters=[JOB_ID_PARAM],
@@ -43,6 +44,7 @@ def _v2(operation_id: str, summary: str, ok: Schema, parameters: list[Schema], *
         "200": ok,
         "404": problem("Unknown job, not the caller's, or no such output."),
         "409": problem("The job has not ended yet."),
+        "410": problem("The job was deleted: its outputs are gone."),
         **extra,
     }
     return {"get": operation(operation_id, summary, responses, tag=TAG, parameters=parameters)}
@@ -64,18 +66,6 @@ def result_paths() -> dict[str, Any]:
     name_param = path_param("name", "A file name as listed by /files (relative to the job directory).")
     catalog_media = sorted({media for media, _ in CATALOG_FORMATS.values()})
     return {
-        f"{V2}/jobs/{{job_id}}": {
-            "get": operation(
-                "getJobV2",
-                "A job: state, attempt, pool and, while HELD, the reason",
-                {
-                    "200": json_body(JobV2, "The job."),
-                    "404": problem("Unknown job, or not the caller's."),
-                },
-                tag=TAG,
-                parameters=[JOB_ID_PARAM],
-            )
-        },
         f"{V1}/job/{{job_id}}/sources": _v1(
             "getJobSources", "Source catalogue (JSON)", json_body(Catalog, "The catalogue.")
         ),

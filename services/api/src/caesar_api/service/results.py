@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caesar_api.adapters.job_files import load_manifest
+from caesar_api.domain.errors import ApiError
 from caesar_api.service.jobs import owned_job
 from caesar_api.service.ports import JobStore
 from caesar_common.jobstate import JobState, is_terminal
@@ -65,6 +66,9 @@ async def ended_job(
 ) -> tuple[Document, Path]:
     """The caller's job and its directory once it has ended; :class:`JobNotEnded` before."""
     job = await owned_job(jobs, owner, job_id, admin=admin)
+    if job.get("deleted_at") is not None:
+        # v2 DELETE removed the outputs and kept the record: gone for good, not "not found".
+        raise ApiError(410, f"Job {job['_id']} was deleted: its outputs were removed")
     if not is_terminal(JobState(job["state"])):
         raise JobNotEnded(job)
     return job, await asyncio.to_thread(job_dir, jobs_root, job)

@@ -8,6 +8,8 @@ fixed list; nothing else of the package directory is reachable.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from caesar_api.dependencies import Dependencies
 from caesar_api.domain.errors import ApiError
 from caesar_api.entrypoints.routes import RouteHandler
 from caesar_api.openapi import build_openapi
+from caesar_common.asyncapi import build_asyncapi
 
 SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 """The Swagger UI distribution the package ships (only its files, not its web handlers)."""
@@ -67,6 +70,17 @@ async def openapi_document(request: web.Request, deps: Dependencies, owner: str)
     return web.json_response(build_openapi(deps.settings))
 
 
+@functools.cache
+def asyncapi_body() -> bytes:
+    """The AsyncAPI document, generated once per process: it depends on the code only."""
+    return json.dumps(build_asyncapi()).encode()
+
+
+async def asyncapi_document(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
+    """``GET /asyncapi.json``: the events a subscriber can follow (AsyncAPI 3.0)."""
+    return web.Response(body=asyncapi_body(), content_type="application/json")
+
+
 async def docs_page(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
     """``GET /docs``: Swagger UI pointed at ``/openapi.json``."""
     return web.Response(text=PAGE, content_type="text/html")
@@ -87,5 +101,6 @@ async def docs_asset(request: web.Request, deps: Dependencies, owner: str) -> we
 def add_docs_routes(router: web.UrlDispatcher, bind_public: Callable[[RouteHandler], Handler]) -> None:
     """Register ``/openapi.json`` and ``/docs`` (public: no token needed to read them)."""
     router.add_get("/openapi.json", bind_public(openapi_document), allow_head=False)
+    router.add_get("/asyncapi.json", bind_public(asyncapi_document), allow_head=False)
     router.add_get("/docs", bind_public(docs_page), allow_head=False)
     router.add_get("/docs/{asset}", bind_public(docs_asset), allow_head=False)

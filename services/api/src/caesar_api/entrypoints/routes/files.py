@@ -25,11 +25,13 @@ from caesar_api.domain.responses import file_record, upload_response
 from caesar_api.entrypoints.limits import BodyPace, read_within
 from caesar_api.entrypoints.routes import V1, Binder
 from caesar_api.entrypoints.routes.paging import next_link, page_params
+from caesar_api.entrypoints.routes.streamed_lists import STREAM_BATCH, stream_two_arrays
 from caesar_api.service import files as file_cases
 from caesar_api.service.files import ReceivedUpload, file_not_found, storage_errors
 from caesar_api.settings import ApiSettings
 from caesar_common.ids import is_file_id, new_file_id
 from caesar_common.quotas import QuotaPolicy
+from caesar_common.store import Document
 
 # Multipart framing and small text fields around the file part.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
@@ -223,13 +225,14 @@ def quota_of(settings: ApiSettings, policy: QuotaPolicy, owner: str, roles: Coll
     return Quota(max_bytes=max_bytes, max_files=settings.user_quota_files)
 
 
-async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
-    """``POST /upload``: stream the file part to disk, then have :func:`file_cases.upload` keep it.
+async def receive_upload(request: web.Request, deps: Dependencies, owner: str) -> Document:
+    """Stream a multipart upload's file part to disk and have :func:`file_cases.upload` keep it.
 
-    The file is written under a temporary name while SHA-256 and size are computed;
-    the use case checks it and records it with its ``FileUploaded`` event. Any failure
-    (client gone or too slow, too large, over quota, not FITS, database error) removes
-    the file and stores nothing.
+    Shared by v1 ``POST /upload`` and v2 ``POST /api/v2/files``, which differ only in how
+    they answer. The file is written under a temporary name while SHA-256 and size are
+    computed; the use case checks it and records it with its ``FileUploaded`` event. Any
+    failure (client gone or too slow, too large, over quota, not FITS, database error)
+    removes the file and stores nothing. Returns the stored record.
     """
     settings = deps.settings
     limit = settings.max_upload_bytes
@@ -265,11 +268,31 @@ async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> w
             quota=received.quota,
             owner_lock=received.owner_lock,
         )
-    return web.json_response(upload_response(record))
+    return record
 
 
-async def list_files(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
-    """``GET /fileids``: the caller's files, newest first, one page (``?limit=&after=``)."""
+async def upload_file(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
+    """``POST /upload``: keep the upload (:func:`receive_upload`), answer its v1 record."""
+    return web.json_response(upload_response(await receive_upload(request, deps, owner)))
+
+
+def _file_id(file: Document) -> str:
+    return str(file["_id"])
+
+
+async def list_files(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
+    """``GET /fileids``: the caller's files, newest first.
+
+    Without ``?limit=`` and ``?after=`` every file, streamed (old clients never page);
+    with either, one page and a ``Link`` to the next.
+    """
+    if "limit" not in request.query and "after" not in request.query:
+        return await stream_two_arrays(
+            request,
+            deps.files.stream_live(owner, STREAM_BATCH),
+            ("file_ids", "files"),
+            (_file_id, file_record),
+        )
     limit, after_id = page_params(request.query, deps.settings, is_file_id)
     page = await file_cases.list_page(deps.files, owner, limit, after_id)
     body = {

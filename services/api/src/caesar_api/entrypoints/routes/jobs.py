@@ -16,6 +16,7 @@ from caesar_api.domain.responses import job_status, job_summary, not_completed_m
 from caesar_api.entrypoints.limits import read_within
 from caesar_api.entrypoints.routes import V1, Binder
 from caesar_api.entrypoints.routes.paging import next_link, page_params
+from caesar_api.entrypoints.routes.streamed_lists import STREAM_BATCH, stream_array
 from caesar_api.service import jobs as job_cases
 from caesar_api.service.results import JobNotEnded, ended_job
 from caesar_common.ids import is_job_id
@@ -90,8 +91,14 @@ async def cancel_job(request: web.Request, deps: Dependencies, owner: str) -> we
     return web.json_response({"status": outcome.message})
 
 
-async def list_jobs(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
-    """``GET /jobs``: the caller's jobs, newest first, one page (``?limit=&after=``)."""
+async def list_jobs(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
+    """``GET /jobs``: the caller's jobs, newest first.
+
+    Without ``?limit=`` and ``?after=`` every job, streamed (old clients never page);
+    with either, one page and a ``Link`` to the next.
+    """
+    if "limit" not in request.query and "after" not in request.query:
+        return await stream_array(request, deps.jobs.stream_owned(owner, STREAM_BATCH), job_summary)
     limit, after_id = page_params(request.query, deps.settings, is_job_id)
     page = await job_cases.list_page(deps.jobs, owner, limit, after_id)
     headers = {}

@@ -2,14 +2,16 @@
 
 * ``GET /api/v2/apps``: every app with its JSON Schema, version, default wall time and
   whether this deployment can run it (container-only apps: ``available: false``);
-* ``GET /api/v2/jobs/{job_id}``: the job's state, attempt, pool and, while HELD, why;
+* ``GET /api/v2/apps/{name}``: one of them (404 for an unknown name);
 * ``GET /api/v2/jobs/{job_id}/catalog?format=votable|fits|csv|json|ds9&kind=sources|components``;
 * ``GET /api/v2/jobs/{job_id}/preview.png``;
 * ``GET /api/v2/jobs/{job_id}/files`` and ``/files/{name}``: the files of the job's
   manifest; a name not in the manifest is a 404, so no client text is used as a path.
 
 Errors are ``application/problem+json`` objects (``type``, ``title``, ``status``,
-``detail``); v1 keeps its ``{"status": ...}`` shape.
+``detail``); v1 keeps its ``{"status": ...}`` shape. Results of a job that has not ended
+answer 409, of a deleted job 410. The jobs themselves are in :mod:`.v2_jobs`, the
+uploads in :mod:`.v2_files`.
 """
 
 from __future__ import annotations
@@ -30,13 +32,11 @@ from caesar_api.adapters.job_files import (
 from caesar_api.auth import is_admin
 from caesar_api.dependencies import Dependencies
 from caesar_api.domain.apps import app_entry
-from caesar_api.domain.errors import ApiError
-from caesar_api.domain.responses import job_v2
+from caesar_api.domain.errors import ApiError, shown
 from caesar_api.entrypoints.routes import V2, Binder
 from caesar_api.entrypoints.routes.problems import with_problems
-from caesar_api.service import jobs as job_cases
 from caesar_api.service.results import JobNotEnded, JobOutputs, job_outputs
-from caesar_common.apps import APPS
+from caesar_common.apps import APPS, get_app
 from caesar_common.layout import JobManifest
 
 __all__ = ["CATALOG_FORMATS", "CATALOG_KINDS", "add_v2_routes"]
@@ -56,6 +56,15 @@ async def list_apps(request: web.Request, deps: Dependencies, owner: str) -> web
     """``GET /api/v2/apps``: schema, version and availability of every app."""
     runnable = deps.settings.runnable_executors
     return web.json_response({"apps": [app_entry(app, runnable) for app in APPS.values()]})
+
+
+async def get_app_entry(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
+    """``GET /api/v2/apps/{name}``: one app's schema, version and availability; 404 if unknown."""
+    name = request.match_info["name"]
+    app = get_app(name)
+    if app is None:
+        raise ApiError(404, f"Unknown app {shown(name)}; GET {V2}/apps lists them")
+    return web.json_response(app_entry(app, deps.settings.runnable_executors))
 
 
 async def _job_manifest(
@@ -142,16 +151,10 @@ async def get_file(request: web.Request, deps: Dependencies, owner: str) -> web.
     )
 
 
-async def get_job(request: web.Request, deps: Dependencies, owner: str) -> web.StreamResponse:
-    """``GET /api/v2/jobs/{job_id}``: the job's state (and while HELD, why)."""
-    job = await job_cases.owned_job(deps.jobs, owner, request.match_info["job_id"], admin=is_admin(request))
-    return web.json_response(job_v2(job))
-
-
 def add_v2_routes(router: web.UrlDispatcher, bind: Binder) -> None:
     """Register the v2 routes of this module."""
     router.add_get(f"{V2}/apps", bind(with_problems(list_apps)), allow_head=False)
-    router.add_get(f"{V2}/jobs/{{job_id}}", bind(with_problems(get_job)), allow_head=False)
+    router.add_get(f"{V2}/apps/{{name}}", bind(with_problems(get_app_entry)), allow_head=False)
     router.add_get(f"{V2}/jobs/{{job_id}}/catalog", bind(with_problems(get_catalog)), allow_head=False)
     router.add_get(
         f"{V2}/jobs/{{job_id}}/preview.png", bind(with_problems(get_preview_png)), allow_head=False
