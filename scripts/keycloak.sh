@@ -41,8 +41,9 @@ KC_URL="http://127.0.0.1:$KC_PORT"
 REALM_FILE="$REPO/deploy/keycloak/caesar-realm-dev.json"
 SECRETS_FILE="$RUN_DIR/secrets.env"
 # Bump when the local database must be made again from scratch (1: admin/admin and the
-# unsplit realm; 2: admin password from $SECRETS_FILE, caesar-realm-dev.json).
-KC_DATA_VERSION=2
+# unsplit realm; 2: admin password from $SECRETS_FILE, caesar-realm-dev.json; 3: the web
+# client's loopback redirect URIs for the browser tests).
+KC_DATA_VERSION=3
 KC_DATA_VERSION_FILE="$KC_DIR/data-version"
 
 pick_java_home() {
@@ -103,7 +104,7 @@ reset_stale_data() {
   [[ -f "$KC_DATA_VERSION_FILE" ]] && have="$(<"$KC_DATA_VERSION_FILE")"
   [[ "$have" == "$KC_DATA_VERSION" ]] && return 0
   if [[ -d "$KC_HOME/data/h2" ]]; then
-    log "dropping the local Keycloak database (made by an older scripts/keycloak.sh: admin/admin, old realm)"
+    log "dropping the local Keycloak database (made by an older scripts/keycloak.sh: an older realm)"
     rm -rf "$KC_HOME/data/h2"
   fi
   mkdir -p "$KC_DIR"

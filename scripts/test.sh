@@ -49,6 +49,8 @@ scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come 
 scripts/prometheus.sh install || die "Prometheus (promtool) did not install"
 scripts/jaeger.sh install || die "Jaeger could not be built (tests/e2e/test_tracing.py needs it)"
 scripts/asyncapi.sh install || die "the AsyncAPI parser did not install (tests/unit/test_asyncapi.py needs it)"
+scripts/browser.sh install >/dev/null || die "Chromium did not install (tests/e2e/test_web_*.py need it)"
+scripts/axe.sh install || die "axe-core did not install (tests/e2e/test_web_*.py need it)"
 # The auth tests need the real Keycloak; with it up they must not skip.
 scripts/keycloak.sh start --tag test || die "Keycloak did not come up"
 export CAESAR_TEST_REQUIRE_KEYCLOAK=1
@@ -89,7 +91,7 @@ export COVERAGE_FILE="$RUN_DIR/coverage"
 workers="${CAESAR_TEST_WORKERS:-2}"
 parallel=()
 ((workers > 0)) && parallel=(-n "$workers" --dist loadgroup)
-step pytest .venv/bin/pytest -q -p no:cacheprovider "${parallel[@]}" --cov --cov-report= \
+step pytest .venv/bin/pytest -q -p no:cacheprovider "${parallel[@]}" --durations=25 --cov --cov-report= \
   tests/fuzz tests/e2e tests/integration tests/unit "$@"
 step pytest-chaos .venv/bin/pytest -q -p no:cacheprovider --cov --cov-append \
   --cov-report=term:skip-covered tests/chaos "$@"

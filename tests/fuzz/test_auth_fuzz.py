@@ -75,7 +75,20 @@ def token(fuzz_api: Stack) -> str:
     return password_token("alice")
 
 
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.json", "/docs", "/docs/{asset}"}
+# Listed here on purpose, not taken from the api: opening a route to anonymous callers
+# must be a decision this test is changed for.
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/asyncapi.json",
+    "/docs",
+    "/docs/{asset}",
+    "/",
+    "/web/config.json",
+    "/web/{asset}",
+}
 
 
 CALLS: list[tuple[str, str, int]] = []

@@ -120,7 +120,7 @@ def test_preview_is_a_png_of_the_display_size(found: tuple[Path, Table], tmp_pat
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(out) as png:
         width, height = png.size
-    assert 128 < width < 128 + 100  # the decimated image plus the axes' margins
+    assert 128 < width < 128 + 250  # the image plus the axes, labels and colour bar
     assert 128 < height < 128 + 100
     assert [p.name for p in tmp_path.iterdir()] == ["preview.png"]
 

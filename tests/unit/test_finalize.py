@@ -66,6 +66,7 @@ def test_sfind_finalize_flag_writes_canonical_catalogue_preview_and_record(tmp_p
     assert sfind.main([str(tmp_path / "in.fits"), "--outdir", str(out), "--finalize"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         RECORD,
+        "preview.json",
         "preview.png",
         "sfind_catalog.fits",
         "sources.fits",

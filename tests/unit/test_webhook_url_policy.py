@@ -32,11 +32,18 @@ from caesar_api.push.domain.url_policy import (
         "example.org/hook",
         "",
         "https://" + "a" * 2100 + ".org/",
+        "http://0..0",  # found by the fuzzer: getaddrinfo raised UnicodeError (a 500)
+        "https://" + "a" * 64 + ".example.org/",
     ],
 )
 def test_urls_that_are_not_plain_http_to_a_host_are_refused(url: str) -> None:
     with pytest.raises(UrlRefused):
         parse_hook_url(url)
+
+
+def test_international_and_trailing_dot_host_names_are_names() -> None:
+    assert parse_hook_url("https://bücher.example/hook").host
+    assert parse_hook_url("https://hooks.example.org./in").host
 
 
 def test_a_plain_https_url_is_taken_as_is() -> None:

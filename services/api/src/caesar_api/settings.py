@@ -152,6 +152,14 @@ class ApiSettings(ServiceSettings):
             "vs localhost:8180)."
         ),
     )
+    web_client_id: str = Field(
+        "caesar-web",
+        title="Keycloak client of the web page",
+        description=(
+            "The realm's public browser client the page at / signs in with (authorization code "
+            "with PKCE); its redirect URIs must include the api's URL."
+        ),
+    )
     admin_role: str = Field(
         "admin", title="Admin realm role", description="Holders see and manage every user's files and jobs."
     )

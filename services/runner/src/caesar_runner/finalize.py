@@ -11,8 +11,10 @@ It reads the finder's native catalogue (none = no source found = an empty catalo
 failure), writes the canonical harmonised catalogue ``sources.fits`` (and
 ``components.fits`` for finders whose components differ from their sources, i.e.
 PyBDSF's Gaussian list; see :mod:`caesar_runner.catalogs.writers` for why one FITS
-file), draws ``preview.png`` and records what it did in ``catalog.json``, which the
-runner copies into the job manifest. Per kind, the record says::
+file), draws ``preview.png`` with its geometry ``preview.json`` (where the image sits in
+the PNG and its WCS, for clients that draw sources over it) and records what it did in
+``catalog.json``, which the runner copies into the job manifest. Per kind, the record
+says::
 
     {"native": "catalog.srl.fits", "n_rows": 812, "canonical": "sources.fits",
      "files": {"fits": "sources.fits"},                       # written here, listed
@@ -47,6 +49,7 @@ __all__ = [
     "FINALIZE_FLAG",
     "IN_PROCESS",
     "PREVIEW",
+    "PREVIEW_GEOMETRY",
     "RECORD",
     "finalize",
     "finalize_step",
@@ -57,6 +60,7 @@ __all__ = [
 
 RECORD: Final = "catalog.json"
 PREVIEW: Final = "preview.png"
+PREVIEW_GEOMETRY: Final = "preview.json"
 IN_PROCESS: Final = frozenset({"aegean", "bdsf", "sfind"})
 """Apps whose finder step (a Python module of ours) finalizes in its own process.
 
@@ -118,7 +122,7 @@ def finalize(app: str, job_dir: Path, input_path: Path, image: ImageData | None 
     reading it again.
     """
     from caesar_runner.catalogs.harmonise import NATIVE_FILES, read_native
-    from caesar_runner.catalogs.image import ImageError, load_image
+    from caesar_runner.catalogs.image import ImageError
     from caesar_runner.catalogs.writers import CANONICAL_FORMAT, DERIVED_FORMATS, FORMATS, write_canonical
 
     started = time.perf_counter()
@@ -142,12 +146,12 @@ def finalize(app: str, job_dir: Path, input_path: Path, image: ImageData | None 
     if "components" not in record["catalogs"]:
         record["catalogs"]["components"] = record["catalogs"]["sources"]
     try:
-        from caesar_runner.catalogs.preview import render_preview
+        from caesar_runner.catalogs.preview import write_preview
 
-        loaded = image if image is not None else load_image(input_path)
         assert sources is not None
-        render_preview(loaded, sources, job_dir / PREVIEW)
+        write_preview(job_dir / PREVIEW, job_dir / PREVIEW_GEOMETRY, sources, image, input_path)
         record["preview"] = PREVIEW
+        record["preview_geometry"] = PREVIEW_GEOMETRY
     except ImageError as exc:
         record["preview_error"] = str(exc)
     record["elapsed_s"] = round(time.perf_counter() - started, 3)

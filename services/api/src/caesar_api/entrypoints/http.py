@@ -35,6 +35,7 @@ from caesar_api.entrypoints.routes.usage import add_usage_routes
 from caesar_api.entrypoints.routes.v2 import add_v2_routes
 from caesar_api.entrypoints.routes.v2_files import add_v2_file_routes
 from caesar_api.entrypoints.routes.v2_jobs import add_v2_job_routes
+from caesar_api.entrypoints.routes.web import add_web_routes
 from caesar_api.entrypoints.routes.webhooks import add_webhook_routes
 from caesar_api.settings import ApiSettings
 from caesar_api.uws.routes import add_uws_routes
@@ -145,4 +146,5 @@ def create_app(settings: ApiSettings, *, verifier: TokenVerifier | None = None) 
     add_usage_routes(router, bind)  # /accounting, /appstats, /api/v2/accounting/usage
     add_uws_routes(app, bind)  # /uws/<app>/...: IVOA UWS 1.1
     add_docs_routes(router, bind_public)  # /openapi.json, /docs
+    add_web_routes(router, bind_public)  # /: the web page, /web/config.json, /web/<file>
     return app

@@ -25,6 +25,7 @@ from caesar_api.openapi.uws import uws_paths
 from caesar_api.openapi.v2_paths import v2_app_paths, v2_file_paths, v2_job_paths
 from caesar_api.openapi.webhooks import webhook_paths
 from caesar_api.settings import ApiSettings
+from caesar_api.web.openapi import web_paths
 
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
@@ -36,6 +37,7 @@ TAGS = [
     {"name": "operations", "description": "Health, readiness, metrics, documentation, dead letters."},
     {"name": "webhooks", "description": "Job states POSTed to the caller's URLs, signed, with retries."},
     {"name": "uws", "description": "IVOA UWS 1.1 job lists, one per app (XML; see docs/uws.md)."},
+    {"name": "web", "description": "The web page for astronomers and its files (public; data via the API)."},
 ]
 
 
@@ -54,6 +56,7 @@ def build_openapi(settings: ApiSettings) -> dict[str, Any]:
         **uws_paths(settings),
         **event_paths(settings),  # SSE
         **webhook_paths(settings),
+        **web_paths(),
     }
     _not_ready(paths)
     components: dict[str, Any] = {"schemas": component_schemas()}

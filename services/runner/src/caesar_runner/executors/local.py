@@ -6,6 +6,7 @@ import asyncio
 import os
 import resource
 import signal
+import stat
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,10 +115,9 @@ class LocalExecutor:
             address_space_bytes=address_space_bytes(spec.memory_mb),
         )
         env = sanitised_environment(self._bin_dir, spec.job_dir, step.env)
-        prefix = f"{index:02d}-{step.name}"
-        stdout = self._open_log(spec.job_dir / f"{prefix}.stdout.log")
+        stdout = self._open_log(step_log(spec.job_dir, index, step, "stdout"))
         try:
-            stderr = self._open_log(spec.job_dir / f"{prefix}.stderr.log")
+            stderr = self._open_log(step_log(spec.job_dir, index, step, "stderr"))
             try:
                 return subprocess.Popen(
                     limited_argv(step.argv, limits, user),
@@ -229,7 +229,9 @@ class LocalExecutor:
             if verdict is JobState.TIMED_OUT:
                 return result(verdict, code, f"wall time of {spec.wall_time_s} s exceeded")
             if outcome_of(code) is not JobState.SUCCESS:
-                return result(JobState.FAILURE, code, f"step {step.name} exited with code {code}")
+                said = await asyncio.to_thread(last_error_line, step_log(spec.job_dir, index, step, "stderr"))
+                why = f": {said}" if said else ""
+                return result(JobState.FAILURE, code, f"step {step.name} exited with code {code}{why}")
         return result(JobState.SUCCESS, 0)
 
     def close(self) -> None:
@@ -240,3 +242,37 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         self.close()
+
+
+def step_log(job_dir: Path, index: int, step: Step, stream: str) -> Path:
+    """Where a step's ``stdout`` or ``stderr`` goes: ``01-aegean.stderr.log``."""
+    return job_dir / f"{index:02d}-{step.name}.{stream}.log"
+
+
+ERROR_TAIL_BYTES = 4096
+ERROR_LINE_MAX = 300
+
+
+def last_error_line(path: Path) -> str:
+    """The last non-blank line a failed step wrote to stderr (bounded), for the job's reason.
+
+    The log lies in a directory the job user owns, so it may have been replaced: it is
+    read only if it is still a regular file with one link, never through a symlink
+    (root must not read, into a reason the user sees, a file the job could not).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return ""
+        start = max(0, info.st_size - ERROR_TAIL_BYTES)
+        tail = os.pread(fd, ERROR_TAIL_BYTES, start).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:ERROR_LINE_MAX] if lines else ""

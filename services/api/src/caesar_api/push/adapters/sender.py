@@ -74,7 +74,7 @@ class WebhookSender:
             await asyncio.wait_for(resolver.resolve(host, 0, socket.AF_UNSPEC), RESOLVE_TIMEOUT_S)
         except AddressRefused as exc:
             return str(exc)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, UnicodeError):
             return f"the host {host} does not resolve"
         finally:
             await resolver.close()

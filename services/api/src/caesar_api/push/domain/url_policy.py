@@ -43,6 +43,8 @@ def parse_hook_url(raw: object) -> URL:
         raise UrlRefused("only http and https URLs are called")
     if not url.host:
         raise UrlRefused("the URL has no host")
+    if literal_address(url.host) is None and not is_host_name(url.host):
+        raise UrlRefused("the host is not a valid DNS name")
     if url.user is not None or url.password is not None:
         raise UrlRefused("credentials in the URL are not accepted (the signature authenticates the api)")
     if url.fragment:
@@ -52,6 +54,20 @@ def parse_hook_url(raw: object) -> URL:
     except ValueError:
         raise UrlRefused("invalid port") from None
     return url
+
+
+def is_host_name(host: str) -> bool:
+    """Whether ``host`` is a name the resolver can be asked about (RFC 1035 lengths, IDNA).
+
+    Checked here, not left to the resolver: ``0..0`` or a 64-character label makes the
+    system's ``getaddrinfo`` raise ``UnicodeError`` rather than say "no such host".
+    """
+    try:
+        encoded = host.rstrip(".").encode("idna")
+    except UnicodeError:
+        return False
+    labels = encoded.split(b".")
+    return 0 < len(encoded) <= 253 and all(0 < len(label) <= 63 for label in labels)
 
 
 def literal_address(host: str) -> IPAddress | None:
