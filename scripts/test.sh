@@ -93,7 +93,7 @@ parallel=()
 ((workers > 0)) && parallel=(-n "$workers" --dist loadgroup)
 step pytest .venv/bin/pytest -q -p no:cacheprovider "${parallel[@]}" --durations=25 --cov --cov-report= \
   tests/fuzz tests/e2e tests/integration tests/unit "$@"
-step pytest-chaos .venv/bin/pytest -q -p no:cacheprovider --cov --cov-append \
+step pytest-chaos .venv/bin/pytest -q -p no:cacheprovider --durations=10 --cov --cov-append \
   --cov-report=term:skip-covered tests/chaos "$@"
 
 printf '\n=== summary\n'

@@ -1,9 +1,10 @@
 """A real job followed over SSE (dropped mid-way and resumed) and over a webhook.
 
 The whole stack runs as processes, each with its own least-privilege users. The test app
-``trivial`` sleeps a couple of seconds, so the job is still running when the stream is
-dropped; the client reconnects with Last-Event-ID only once the job has ended, so the
-rest can only come from the job's stored history, and must come without a gap.
+``trivial`` sleeps a couple of seconds and a real Aegean job takes a few, so the job is
+still running when the stream is dropped; the client reconnects with Last-Event-ID only
+once the job has ended, so the rest can only come from the job's stored history, and
+must come without a gap.
 """
 
 from __future__ import annotations
@@ -78,24 +79,37 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 async def read_ids(resp: aiohttp.ClientResponse, *, stop_after: int | None = None) -> list[str]:
-    """The event ids of a stream, until it ends (or after ``stop_after`` events)."""
+    """The event ids of a stream, until it ends (or after ``stop_after`` events).
+
+    Each event's ``data:`` line must be the state its id names: what a client that
+    reads only the data (``curl -N``) sees.
+    """
     ids: list[str] = []
+    event_id = ""
     while stop_after is None or len(ids) < stop_after:
         raw = await asyncio.wait_for(resp.content.readline(), READ_TIMEOUT_S)
         if not raw:
             break
         line = raw.decode().rstrip("\n")
         if line.startswith("id: "):
-            ids.append(line.removeprefix("id: "))
+            event_id = line.removeprefix("id: ")
+        elif line.startswith("data: "):
+            assert line.removeprefix("data: ") == parse_job_event_id(event_id).state.value, (event_id, line)
+            ids.append(event_id)
     return ids
 
 
+@pytest.mark.parametrize(
+    ("app", "options"),
+    [("trivial", {"seconds": 3}), ("aegean", {})],
+    ids=["trivial", "aegean"],
+)
 async def test_a_job_followed_over_sse_with_a_resume_and_over_a_webhook(
-    stack: Stack, receiver: tuple[Receiver, str], tmp_path: Path
+    stack: Stack, receiver: tuple[Receiver, str], tmp_path: Path, app: str, options: dict[str, Any]
 ) -> None:
     hooks_state, hook_url = receiver
     image = tmp_path / "sky.fits"
-    write_simulation(SimulationSpec(size=64, seed=5), image)
+    write_simulation(SimulationSpec(size=128, seed=4), image)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
         # A hook for all of the caller's jobs, before the job exists: it hears every state.
         async with http.post(f"{stack.api}/api/v2/webhooks", json={"url": hook_url}) as resp:
@@ -104,9 +118,7 @@ async def test_a_job_followed_over_sse_with_a_resume_and_over_a_webhook(
         hooks_state.secret = hook["secret"]
 
         file_id = await upload(http, stack, image)
-        job_id = await submit(
-            http, stack, {"app": "trivial", "job_inputs": {"seconds": 3}, "data_inputs": file_id}
-        )
+        job_id = await submit(http, stack, {"app": app, "job_inputs": options, "data_inputs": file_id})
         events_url = f"{stack.api}/api/v2/jobs/{job_id}/events"
         async with http.get(events_url) as stream:
             assert stream.status == 200
