@@ -22,6 +22,7 @@ async def run_every(
     at once (a heartbeat should not wait a whole interval after start-up).
     """
     delay = interval_s if first_after_s is None else first_after_s
+    task = asyncio.current_task()
     while True:
         await asyncio.sleep(delay)
         delay = interval_s
@@ -29,3 +30,7 @@ async def run_every(
             await action()
         except Exception as exc:  # noqa: BLE001 - logged; the next pass retries
             log.warning("periodic task failed", task=name, error=repr(exc))
+        if task is not None and task.cancelling():
+            # A cancel arrived during the pass and a client library turned it into an
+            # error (or swallowed it): stop anyway, or shutdown would wait forever.
+            raise asyncio.CancelledError

@@ -131,15 +131,36 @@ class ServiceRuntime(Generic[SettingsT]):
     async def shutdown(self, *, grace_s: float = 30.0) -> None:
         self.ready = False
         await self.bus.stop_consuming(grace_s=grace_s)
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._background, grace_s)
         await self.relay.flush()
         await self.bus.close()
         await self.mongo.close()
         shutdown_telemetry()
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[Any]], grace_s: float, *, again_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait for them, at most ``grace_s``; log any still running.
+
+    A cancel is repeated every ``again_s``: one that lands while a library catches it
+    (or, on Python 3.11, while ``asyncio.wait_for`` returns its inner result) is lost,
+    and a stop that waited for such a task would wait forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        _, pending = await asyncio.wait(pending, timeout=min(again_s, left))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            with suppress(Exception):
+                task.result()  # retrieved, so asyncio does not report it as never retrieved
+    if pending:
+        log.error("background tasks did not stop", tasks=sorted(t.get_name() for t in pending))
 
 
 RUNTIME_KEY: web.AppKey[ServiceRuntime[Any]] = web.AppKey("runtime")
