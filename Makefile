@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 API := http://127.0.0.1:$${CAESAR_API_PORT:-8080}
 
-.PHONY: help secrets install up down test test-unit test-fuzz lint format typecheck bench status logs clean dashboards asyncapi
+.PHONY: help secrets install up down test test-unit test-fuzz kube lint format typecheck bench status logs clean dashboards asyncapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,7 @@ down: ## stop all services and the infrastructure
 	scripts/services.sh stop
 	scripts/keycloak.sh stop
 	scripts/jaeger.sh stop
+	scripts/k8s.sh stop
 	scripts/infra.sh stop
 
 test: ## full suite as CI runs it (ruff, format, mypy, pytest with live infra, coverage)
@@ -45,6 +46,10 @@ test-unit: ## unit tests only: no RabbitMQ, database or services needed, well un
 
 test-fuzz: ## Hypothesis property tests with fresh random seeds (failures print a reproduce blob)
 	HYPOTHESIS_PROFILE=explore .venv/bin/pytest -q -p no:cacheprovider -m property tests/unit
+
+kube: ## start the local Kubernetes test cluster (etcd, API server, controllers, scheduler, kwok) on 127.0.0.1
+	scripts/k8s.sh start
+	scripts/k8s.sh env
 
 lint: ## ruff check and ruff format --check
 	.venv/bin/ruff check .

@@ -17,16 +17,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TOOL_SRC="$REPO/tools/asyncapi"
-LOCK="$TOOL_SRC/package-lock.json"
-export SCARF_ANALYTICS=false npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+export SCARF_ANALYTICS=false
 
-install_dir() {
-  printf '%s/asyncapi-%s' "$TOOLS_DIR" "$(sha256sum "$LOCK" | cut -c1-16)"
-}
+install_dir() { npm_tool_dir asyncapi; }
 
-is_installed() {
-  [[ -f "$(install_dir)/.complete" ]]
-}
+is_installed() { npm_tool_installed asyncapi; }
 
 need_node() {
   command -v node >/dev/null || die "node is not installed (the AsyncAPI parser runs on node >= 18)"
@@ -34,27 +29,7 @@ need_node() {
 
 cmd_install() {
   need_node
-  command -v npm >/dev/null || die "npm is not installed"
-  local dir tmp
-  dir="$(install_dir)"
-  if is_installed; then
-    log "AsyncAPI parser already installed in $dir"
-    return 0
-  fi
-  mkdir -p "$TOOLS_DIR"
-  tmp="$(mktemp -d "$TOOLS_DIR/.asyncapi-install.XXXXXX")"
-  # shellcheck disable=SC2064 # expand now: tmp is local
-  trap "rm -rf '$tmp'" EXIT
-  cp "$TOOL_SRC/package.json" "$LOCK" "$tmp/"
-  log "npm ci @asyncapi/parser into $dir"
-  (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
-  [[ -f "$tmp/node_modules/@asyncapi/parser/package.json" ]] || die "npm ci did not install @asyncapi/parser"
-  touch "$tmp/.complete"
-  # Another install of the same lock may have finished meanwhile: keep that one.
-  if ! mv -T "$tmp" "$dir" 2>/dev/null; then
-    is_installed || die "could not move the install into $dir"
-    log "installed concurrently by another run; keeping $dir"
-  fi
+  npm_tool_install asyncapi @asyncapi/parser @asyncapi/parser/package.json
 }
 
 cmd_validate() {

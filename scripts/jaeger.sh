@@ -49,63 +49,24 @@ JAEGER_CONFIG="$JAEGER_DIR/config.yaml"
 JAEGER_PID="$PID_DIR/jaeger.pid"
 JAEGER_LOG="$LOG_DIR/jaeger.log"
 JAEGER_URL="http://127.0.0.1:$JAEGER_UI_PORT"
-GO="${CAESAR_GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
 # ---------------------------------------------------------------- install
-# installed -> true if the cached binary is the wanted version. The directory is named after
-# the version; with Go at hand the binary's own build record is checked too (a half-copied
-# or hand-placed file is not taken for it).
-installed() {
-  [[ -x "$JAEGER_BIN" ]] || return 1
-  [[ -x "$GO" ]] || return 0
-  "$GO" version -m "$JAEGER_BIN" 2>/dev/null |
-    grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+${JAEGER_MODULE}[[:space:]]+${JAEGER_VERSION}([[:space:]]|$)"
-}
+# installed -> true if the cached binary is the wanted version (go_built: the directory is
+# named after the version, and the binary's own build record is checked too).
+installed() { go_built "$JAEGER_BIN" "$JAEGER_MODULE" "$JAEGER_VERSION"; }
+
+# `go install pkg@version` refuses the module (its go.mod has replace directives): the
+# build requires it as a tool of the scratch module instead.
+jaeger_requirements() { go_in_build get -tool "$JAEGER_MODULE/cmd/jaeger@$JAEGER_VERSION"; }
 
 cmd_install() {
   if installed; then
     log "Jaeger $JAEGER_VERSION already built: $JAEGER_BIN"
     return 0
   fi
-  [[ -x "$GO" ]] || die "Go not found (looked for go on PATH and /usr/local/go/bin/go; set CAESAR_GO)"
-  local scratch t0=$SECONDS build_log="$LOG_DIR/jaeger-build.log"
-  mkdir -p "$JAEGER_HOME" "$LOG_DIR"
-  # One build at a time (make test and make up may both ask); the second finds it done.
-  # Under the lock, scratch dirs left by an interrupted build are nobody's: delete them.
-  exec 9>"$TOOLS_DIR/jaeger-build.lock"
-  flock 9
-  if installed; then
-    exec 9>&-
-    log "Jaeger $JAEGER_VERSION was built meanwhile: $JAEGER_BIN"
-    return 0
-  fi
-  rm -rf "$TOOLS_DIR"/jaeger-build.*/
-  scratch="$(mktemp -d "$TOOLS_DIR/jaeger-build.XXXXXX")"
-  # The Go environment of this build only: modules and cache in the scratch dir, module
-  # files writable (so they can be deleted), no VCS stamping, the installed Go
-  # (never a toolchain download), no cgo (a static binary, as Jaeger's releases are).
-  local goenv=(
-    env GOPATH="$scratch/go" GOMODCACHE="$scratch/go/pkg/mod" GOCACHE="$scratch/cache"
-    GOTMPDIR="$scratch" GOFLAGS="-modcacherw -buildvcs=false" GOTOOLCHAIN=local
-    CGO_ENABLED=0 GOENV=off GOWORK=off
-  )
-  log "building Jaeger $JAEGER_VERSION from the Go module proxy (about 5 minutes; $("$GO" version); log: $build_log)"
-  if ! (
-    cd "$scratch"
-    "${goenv[@]}" "$GO" mod init caesar-rest/jaeger-build
-    "${goenv[@]}" "$GO" get -tool "$JAEGER_MODULE/cmd/jaeger@$JAEGER_VERSION"
-    nice -n 10 "${goenv[@]}" "$GO" build -trimpath -ldflags="-s -w" -o "$JAEGER_BIN.tmp" \
-      "$JAEGER_MODULE/cmd/jaeger"
-  ) >"$build_log" 2>&1; then
-    tail -n 30 "$build_log" >&2
-    rm -rf "$scratch" "$JAEGER_BIN.tmp"
-    die "building Jaeger $JAEGER_VERSION failed (log: $build_log)"
-  fi
-  mv -f "$JAEGER_BIN.tmp" "$JAEGER_BIN"
-  rm -rf "$scratch"
-  exec 9>&- # unlocked; a Jaeger started next must not inherit the lock
-  installed || die "the binary built is not Jaeger $JAEGER_VERSION: $JAEGER_BIN"
-  log "Jaeger $JAEGER_VERSION built in $((SECONDS - t0))s: $JAEGER_BIN"
+  log "building Jaeger $JAEGER_VERSION (about 5 minutes of two cores)"
+  go_build_tools "jaeger-$JAEGER_VERSION" "$JAEGER_HOME" installed jaeger_requirements \
+    "$JAEGER_MODULE/cmd/jaeger"
 }
 
 # ---------------------------------------------------------------- run

@@ -183,3 +183,112 @@ release() {
   fi
   return 0
 }
+
+# ---------------------------------------------------------------- Go tools
+# Tools built from the Go module proxy (Jaeger, the Kubernetes test cluster) share one
+# recipe: a scratch module that requires them, a Go environment of the build's own
+# (modules and cache in the scratch dir, deleted afterwards; no VCS stamping; the installed
+# Go, never a toolchain download; no cgo, static binaries), one build at a time under a
+# lock, binaries moved into place only once all of them are built.
+GO="${CAESAR_GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+GO_BUILD_ENV=()
+
+# go_built BINARY MODULE VERSION -> true if BINARY exists and (with Go at hand) its build
+# record names MODULE at VERSION: a half-copied or hand-placed file is not taken for it.
+go_built() {
+  [[ -x "$1" ]] || return 1
+  [[ -x "$GO" ]] || return 0
+  "$GO" version -m "$1" 2>/dev/null |
+    grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+$2[[:space:]]+$3([[:space:]]|$)"
+}
+
+# go_in_build ARGS...: run the go command with the build's environment (for SETUP functions)
+go_in_build() { "${GO_BUILD_ENV[@]}" "$GO" "$@"; }
+
+# go_build_tools NAME DEST INSTALLED SETUP PACKAGE...: unless INSTALLED (a command) is
+# already true, run SETUP (a command, in the scratch module dir, using go_in_build) and
+# build every PACKAGE into DEST. The log is $LOG_DIR/NAME-build.log.
+go_build_tools() {
+  local name="$1" dest="$2" installed="$3" setup="$4"
+  shift 4
+  "$installed" && return 0
+  [[ -x "$GO" ]] || die "Go not found (looked for go on PATH and /usr/local/go/bin/go; set CAESAR_GO)"
+  local scratch t0=$SECONDS build_log="$LOG_DIR/$name-build.log" bin
+  mkdir -p "$dest" "$LOG_DIR"
+  # make test and make up may both ask: the second waits and finds it done. Under the
+  # lock, scratch dirs left by an interrupted build are nobody's: delete them.
+  exec 9>"$TOOLS_DIR/$name-build.lock"
+  flock 9
+  if "$installed"; then
+    exec 9>&-
+    return 0
+  fi
+  rm -rf "$TOOLS_DIR/$name-build."*/
+  scratch="$(mktemp -d "$TOOLS_DIR/$name-build.XXXXXX")"
+  GO_BUILD_ENV=(
+    env GOPATH="$scratch/go" GOMODCACHE="$scratch/go/pkg/mod" GOCACHE="$scratch/cache"
+    GOTMPDIR="$scratch" GOFLAGS="-modcacherw -buildvcs=false" GOTOOLCHAIN=local
+    CGO_ENABLED=0 GOENV=off GOWORK=off
+  )
+  log "building $name from the Go module proxy ($("$GO" version); log: $build_log)"
+  if ! (
+    cd "$scratch"
+    go_in_build mod init "caesar-rest/$name-build"
+    "$setup"
+    mkdir -p "$scratch/out"
+    nice -n 10 "${GO_BUILD_ENV[@]}" "$GO" build -trimpath -ldflags="-s -w" -o "$scratch/out/" "$@"
+  ) >"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    rm -rf "$scratch"
+    exec 9>&-
+    die "building $name failed (log: $build_log)"
+  fi
+  for bin in "$scratch"/out/*; do mv -f "$bin" "$dest/"; done
+  rm -rf "$scratch"
+  exec 9>&- # unlocked; a daemon started next must not inherit the lock
+  "$installed" || die "the binaries built are not $name: $dest"
+  log "$name built in $((SECONDS - t0))s: $dest"
+}
+
+# ---------------------------------------------------------------- npm tools
+# Node tools the tests use (the AsyncAPI parser, axe-core) are installed from a lock file
+# in tools/<name>/ into $TOOLS_DIR/<name>-<hash of the lock> (never the work tree): a
+# complete install of the same lock is reused, and an interrupted one is never taken for
+# complete (built aside, then moved into place). npm runs with --ignore-scripts.
+export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+
+# npm_tool_dir NAME -> where NAME's lock is installed
+npm_tool_dir() {
+  printf '%s/%s-%s' "$TOOLS_DIR" "$1" "$(sha256sum "$REPO/tools/$1/package-lock.json" | cut -c1-16)"
+}
+
+# npm_tool_installed NAME -> true if that lock is installed completely
+npm_tool_installed() { [[ -f "$(npm_tool_dir "$1")/.complete" ]]; }
+
+# npm_tool_install NAME WHAT CHECK: npm ci of tools/NAME's lock; CHECK is a path under
+# node_modules that must exist afterwards; WHAT names the tool in messages.
+npm_tool_install() {
+  local name="$1" what="$2" check="$3" dir tmp
+  command -v npm >/dev/null || die "npm is not installed"
+  dir="$(npm_tool_dir "$name")"
+  if npm_tool_installed "$name"; then
+    log "$what already installed in $dir"
+    return 0
+  fi
+  mkdir -p "$TOOLS_DIR"
+  tmp="$(mktemp -d "$TOOLS_DIR/.$name-install.XXXXXX")"
+  cp "$REPO/tools/$name/package.json" "$REPO/tools/$name/package-lock.json" "$tmp/"
+  log "npm ci $what into $dir"
+  if ! (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) ||
+    [[ ! -e "$tmp/node_modules/$check" ]]; then
+    rm -rf "$tmp"
+    die "npm ci did not install $what"
+  fi
+  touch "$tmp/.complete"
+  # Another install of the same lock may have finished meanwhile: keep that one.
+  if ! mv -T "$tmp" "$dir" 2>/dev/null; then
+    rm -rf "$tmp"
+    npm_tool_installed "$name" || die "could not move the install into $dir"
+    log "installed concurrently by another run; keeping $dir"
+  fi
+}

@@ -38,6 +38,7 @@ cleanup() {
   kill_marked
   "$REPO/scripts/keycloak.sh" stop --tag test
   "$REPO/scripts/slurm.sh" stop --tag test
+  "$REPO/scripts/k8s.sh" stop --tag test
   "$REPO/scripts/infra.sh" stop --tag test
   exit "$rc"
 }
@@ -46,6 +47,9 @@ trap 'exit 130' INT TERM
 
 scripts/infra.sh install start --tag test || die "infrastructure did not come up"
 scripts/slurm.sh install start --tag test >/dev/null || die "Slurm did not come up"
+# The Kubernetes executor's and the manifests' tests need a real API server (the first
+# build of its binaries takes about 15 minutes; cached after).
+scripts/k8s.sh start --tag test || die "the Kubernetes test cluster did not come up"
 scripts/prometheus.sh install || die "Prometheus (promtool) did not install"
 scripts/jaeger.sh install || die "Jaeger could not be built (tests/e2e/test_tracing.py needs it)"
 scripts/asyncapi.sh install || die "the AsyncAPI parser did not install (tests/unit/test_asyncapi.py needs it)"

@@ -1,5 +1,7 @@
 """Tokens for authentication tests: real ones from the local Keycloak, forged ones made here.
 
+Also the end-to-end stack those tests run against, authentication on (:func:`start_auth_stack`).
+
 Forged tokens are signed with keys this module generates (or not signed at all), so a
 test can present every kind of bad token the api must refuse: expired, another issuer
 or audience, another key, ``alg: none``, HMAC with the realm's public key as secret.
@@ -15,10 +17,15 @@ import os
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
 from jwcrypto import jwk, jws
+
+from caesar_testkit.devstack import Stack
 
 KEYCLOAK_URL = os.environ.get("CAESAR_TEST_KEYCLOAK_URL", "http://127.0.0.1:8180")
 REALM = "caesar"
@@ -36,6 +43,41 @@ def keycloak_up() -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def require_keycloak() -> None:
+    """Skip the calling test when Keycloak is down, or fail it where it must run.
+
+    ``CAESAR_TEST_REQUIRE_KEYCLOAK`` (set by CI) turns the skip into a failure, so a
+    Keycloak that did not start cannot pass for authentication tests that passed.
+    """
+    if not keycloak_up():
+        if os.environ.get("CAESAR_TEST_REQUIRE_KEYCLOAK"):
+            pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
+        pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
+
+
+def start_auth_stack(tmp: Path, **extra_env: str) -> Iterator[Stack]:
+    """An e2e stack (every service) with authentication on against the local realm.
+
+    The end-to-end authentication modules each run one under their own fixture; the
+    settings that make tokens of the development realm valid are written here once, so
+    the web, CLI and API tests cannot come to disagree about which realm they trust.
+    ``extra_env`` adds a module's own settings (``CAESAR_SLOTS``, say).
+    """
+    # Imported here: the unit tests import this module for its tokens and start no stack.
+    from tests.e2e.conftest import make_stack
+
+    require_keycloak()
+    yield from make_stack(
+        tmp,
+        CAESAR_AUTH_ENABLED="true",
+        CAESAR_KEYCLOAK_URL=KEYCLOAK_URL,
+        CAESAR_KEYCLOAK_REALM=REALM,
+        CAESAR_KEYCLOAK_AUDIENCE=AUDIENCE,
+        CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
+        **extra_env,
+    )
 
 
 def password_token(user: str, password: str | None = None) -> str:

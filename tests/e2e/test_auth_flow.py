@@ -7,7 +7,6 @@ private.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import pytest
 
 from caesar_testkit.devstack import Stack
 from caesar_testkit.skysim import SimulationSpec, write_simulation
-from tests.auth_support import AUDIENCE, KEYCLOAK_URL, REALM, claims_of, keycloak_up, password_token
-from tests.e2e.conftest import TERMINAL, make_stack
+from tests.auth_support import claims_of, password_token, start_auth_stack
+from tests.e2e.conftest import TERMINAL
 from tests.integration.service_support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keycloak]
@@ -26,19 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.keycloak]
 
 @pytest.fixture(scope="module")
 def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not keycloak_up():
-        if os.environ.get("CAESAR_TEST_REQUIRE_KEYCLOAK"):
-            pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
-        pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
-    yield from make_stack(
-        tmp_path_factory.mktemp("auth-stack"),
-        CAESAR_AUTH_ENABLED="true",
-        CAESAR_KEYCLOAK_URL=KEYCLOAK_URL,
-        CAESAR_KEYCLOAK_REALM=REALM,
-        CAESAR_KEYCLOAK_AUDIENCE=AUDIENCE,
-        CAESAR_SLOTS="2",
-        CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
-    )
+    yield from start_auth_stack(tmp_path_factory.mktemp("auth-stack"), CAESAR_SLOTS="2")
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ import pytest
 from caesar_cli.tokens import load, save
 from caesar_testkit.devstack import Stack
 from caesar_testkit.skysim import SimulationSpec, write_simulation
-from tests.auth_support import AUDIENCE, KEYCLOAK_URL, PASSWORDS, REALM, claims_of, keycloak_up
-from tests.e2e.conftest import make_stack
+from tests.auth_support import KEYCLOAK_URL, PASSWORDS, REALM, claims_of, start_auth_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.keycloak]
 
@@ -41,18 +40,7 @@ CAESAR = str(Path(sys.executable).with_name("caesar"))
 
 @pytest.fixture(scope="module")
 def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not keycloak_up():
-        if os.environ.get("CAESAR_TEST_REQUIRE_KEYCLOAK"):
-            pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
-        pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
-    yield from make_stack(
-        tmp_path_factory.mktemp("cli-auth-stack"),
-        CAESAR_AUTH_ENABLED="true",
-        CAESAR_KEYCLOAK_URL=KEYCLOAK_URL,
-        CAESAR_KEYCLOAK_REALM=REALM,
-        CAESAR_KEYCLOAK_AUDIENCE=AUDIENCE,
-        CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
-    )
+    yield from start_auth_stack(tmp_path_factory.mktemp("cli-auth-stack"))
 
 
 def user_env(stack: Stack, config: Path, **extra: str) -> dict[str, str]:

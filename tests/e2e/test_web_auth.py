@@ -15,7 +15,6 @@ a random port as every e2e stack does.
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
@@ -27,8 +26,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from caesar_testkit.devstack import Stack
 from caesar_testkit.skysim import SimulationSpec, write_simulation
-from tests.auth_support import AUDIENCE, KEYCLOAK_URL, PASSWORDS, REALM, keycloak_up
-from tests.e2e.conftest import make_stack
+from tests.auth_support import KEYCLOAK_URL, PASSWORDS, REALM, start_auth_stack
 from tests.e2e.web_support import (
     PageErrors,
     axe_source,
@@ -46,19 +44,7 @@ JOB_TIMEOUT_MS = 240_000
 
 @pytest.fixture(scope="module")
 def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not keycloak_up():
-        if os.environ.get("CAESAR_TEST_REQUIRE_KEYCLOAK"):
-            pytest.fail(f"Keycloak is not answering at {KEYCLOAK_URL}")
-        pytest.skip(f"Keycloak is not running at {KEYCLOAK_URL}: scripts/keycloak.sh start")
-    yield from make_stack(
-        tmp_path_factory.mktemp("web-auth-stack"),
-        CAESAR_AUTH_ENABLED="true",
-        CAESAR_KEYCLOAK_URL=KEYCLOAK_URL,
-        CAESAR_KEYCLOAK_REALM=REALM,
-        CAESAR_KEYCLOAK_AUDIENCE=AUDIENCE,
-        CAESAR_SLOTS="2",
-        CAESAR_OUTBOX_SWEEP_INTERVAL_S="1",
-    )
+    yield from start_auth_stack(tmp_path_factory.mktemp("web-auth-stack"), CAESAR_SLOTS="2")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from tests.conftest import isolated_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.keycloak]
 
-EXAMPLES = int(os.environ.get("CAESAR_FUZZ_EXAMPLES", "50"))
+EXAMPLES = int(os.environ.get("CAESAR_FUZZ_EXAMPLES", "30"))
 CHECKS = (
     not_a_server_error,
     status_code_conformance,

@@ -11,6 +11,9 @@ from pymongo import IndexModel
 from caesar_common.bus import Bus
 from caesar_common.runtime import ServiceRuntime
 from caesar_common.settings import ServiceSettings
+from tests.kube_support import kube_admin_config, kube_namespace
+
+__all__ = ["kube_admin_config", "kube_namespace"]  # the test Kubernetes cluster's fixtures
 
 
 @pytest.fixture

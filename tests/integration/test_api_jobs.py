@@ -409,7 +409,7 @@ async def test_jobs_list_is_paginated_newest_first(api: RunningApi) -> None:
         ),
         (
             {"app": "caesar", "job_inputs": {"no-mpi": True}, "data_inputs": "FILE"},
-            "App caesar needs a container executor, which this deployment does not have",
+            "App caesar needs a k8s executor, which this deployment does not have",
         ),
     ],
 )

@@ -243,7 +243,7 @@ async def test_container_app_is_aborted_with_reason(
         await bus.publish(submitted("55555555-5555-4555-8555-555555555555", app="caesar"))
         aborted = await tap.wait_for(lambda e: True)
     assert "no runner pool" in aborted.data["reason"]
-    assert "container" in aborted.data["reason"]
+    assert "k8s" in aborted.data["reason"]
 
 
 async def test_duplicate_submission_admits_once_and_repeats_the_decision(

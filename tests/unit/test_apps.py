@@ -64,7 +64,7 @@ def test_registry_lists_the_v1_apps_in_order() -> None:
 
 
 def test_app_metadata() -> None:
-    assert AEGEAN.executors == frozenset({"local", "slurm"})
+    assert AEGEAN.executors == frozenset({"local", "slurm", "k8s"})
     assert AEGEAN.default_wall_time_s == 3600
     assert AEGEAN.version == "2.3.5"  # the aegeantools installed in the venv
     assert AEGEAN.container_image is None
@@ -75,7 +75,7 @@ def test_app_metadata() -> None:
     }
     for name, image in images.items():
         app = APPS[name]
-        assert app.executors == frozenset({"container"})
+        assert app.executors == frozenset({"k8s"})
         assert app.container_image == image
         assert app.default_wall_time_s > 0
     for app in APPS.values():

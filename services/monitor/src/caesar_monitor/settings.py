@@ -21,11 +21,12 @@ class MonitorSettings(ServiceSettings):
         ),
     )
     runner_timeout_by_pool: dict[str, float] = Field(
-        default_factory=lambda: {"slurm": 900.0},
+        default_factory=lambda: {"slurm": 900.0, "k8s": 900.0},
         title="Runner timeout per pool",
         description=(
             'JSON object, e.g. {"slurm": 900}: pools whose attempts outlive their runner '
-            "(a Slurm job runs on without it, and a restarted runner reattaches) get a longer "
+            "(a Slurm job or a Kubernetes Job runs on without it, and a restarted runner "
+            "reattaches) get a longer "
             "timeout, so a runner restart of up to 10 minutes cancels and resubmits nothing. "
             "Other pools use CAESAR_RUNNER_TIMEOUT_S."
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -75,11 +75,11 @@ class RunnerSettings(ServiceSettings):
         description="Only for a host where no job users can be set up and every client is "
         "trusted: a job running as root can read every upload and secret and take the host.",
     )
-    executor: Literal["local", "slurm"] = Field(
+    executor: Literal["local", "slurm", "kubernetes"] = Field(
         "local",
         title="Executor kind",
-        description="How jobs run: local processes, or Slurm batch jobs through slurmrestd. "
-        "The pool defaults to the executor kind.",
+        description="How jobs run: local processes, Slurm batch jobs through slurmrestd, or "
+        "Kubernetes Jobs. The pool defaults to the executor kind (k8s for kubernetes).",
     )
     # -- Slurm executor (executor=slurm) ---------------------------------------------------
     slurm_url: str = Field("http://127.0.0.1:6820", title="slurmrestd base URL")
@@ -102,6 +102,82 @@ class RunnerSettings(ServiceSettings):
         600.0, title="How long slurmrestd may fail before running jobs are failed (retryable)"
     )
 
+    # -- Kubernetes executor (executor=kubernetes) -----------------------------------------
+    k8s_kubeconfig: Path | None = Field(
+        None, title="kubeconfig file of the runner (unset: the pod's own service account, in-cluster)"
+    )
+    k8s_context: str = Field("", title="Context of the kubeconfig to use (empty: its current context)")
+    k8s_namespace: str = Field(
+        "", title="Namespace of the job pods (empty: the kubeconfig's, or the runner pod's own)"
+    )
+    k8s_default_image: str = Field(
+        "",
+        title="Image of the installed finders' jobs (the runner's own image)",
+        description="Required with executor=kubernetes: the apps installed with the service "
+        "(aegean, bdsf, sfind) run from it, at the same bin_dir as in the runner.",
+    )
+    k8s_images: dict[str, str] = Field(
+        default_factory=dict,
+        title="Image per app (JSON object), overriding the default image and a container app's own",
+    )
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", title="imagePullPolicy of the job containers"
+    )
+    k8s_image_pull_secrets: list[str] = Field(
+        default_factory=list, title="Names of the Secrets the job pods pull images with (JSON list)"
+    )
+    k8s_data_claim: str = Field("caesar-data", title="PersistentVolumeClaim of the uploads (data_root)")
+    k8s_data_sub_path: str = Field("", title="subPath of the uploads in their claim (empty: its root)")
+    k8s_jobs_claim: str = Field(
+        "caesar-jobs", title="PersistentVolumeClaim of the job directories (jobs_root)"
+    )
+    k8s_jobs_sub_path: str = Field(
+        "", title="subPath of the job directories in their claim (empty: its root)"
+    )
+    k8s_run_as_user: int = Field(
+        10001, ge=1, title="uid of the job pods (the runner's own, so it can read the outputs)"
+    )
+    k8s_run_as_group: int = Field(10001, ge=0, title="gid of the job pods")
+    k8s_fs_group: int | None = Field(10001, ge=0, title="fsGroup of the job pods (unset: none)")
+    k8s_ttl_after_finished_s: int = Field(
+        3600,
+        ge=0,
+        title="How long a finished Job is kept (ttlSecondsAfterFinished)",
+        description="Longer than a runner restart takes: a restarted runner learns the outcome "
+        "from the Job; a Job gone before that is reported as a retryable failure.",
+    )
+    k8s_tmp_size_mb: int = Field(1024, ge=1, title="Size limit of the pods' /tmp (emptyDir)")
+    k8s_pod_annotations: dict[str, str] = Field(
+        default_factory=dict, title="Extra annotations of the job pods (JSON object)"
+    )
+    k8s_pod_labels: dict[str, str] = Field(
+        default_factory=dict, title="Extra labels of the job pods (JSON object)"
+    )
+    k8s_node_selector: dict[str, str] = Field(
+        default_factory=dict, title="nodeSelector of the job pods (JSON object)"
+    )
+    k8s_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, title="Tolerations of the job pods (JSON list of toleration objects)"
+    )
+    k8s_service_account: str = Field(
+        "",
+        title="ServiceAccount of the job pods (empty: the namespace's default; its token is never mounted)",
+    )
+    k8s_unavailable_grace_s: float = Field(
+        600.0, title="How long the Kubernetes API may fail before running jobs are failed (retryable)"
+    )
+    k8s_backoff_s: float = Field(1.0, gt=0, title="First retry delay while the Kubernetes API fails")
+    k8s_max_backoff_s: float = Field(30.0, gt=0, title="Retry delay ceiling while the Kubernetes API fails")
+    k8s_watch_timeout_s: int = Field(240, ge=1, title="Server-side timeout of one watch request")
+    k8s_log_timeout_s: float = Field(10.0, ge=0, title="Time allowed to copy a finished job's pod logs")
+    k8s_image_pull_grace_s: float = Field(
+        300.0,
+        ge=0,
+        title="How long a job's image may fail to pull before the attempt fails",
+        description="An image that can never start (an invalid name, a missing Secret) fails "
+        "the attempt at once; a pull error may be a registry outage and gets this grace.",
+    )
+
     @field_validator("job_uids")
     @classmethod
     def _uid_range(cls, value: str) -> str:
@@ -112,7 +188,12 @@ class RunnerSettings(ServiceSettings):
     def _slurm_defaults(self) -> RunnerSettings:
         """A Slurm runner serves ``runner.slurm`` and keeps its id unless told otherwise."""
         if not self.pool:
-            self.pool = self.executor
+            self.pool = "k8s" if self.executor == "kubernetes" else self.executor
+        if self.executor == "kubernetes" and not self.k8s_default_image:
+            raise ValueError("CAESAR_K8S_DEFAULT_IMAGE is required with the kubernetes executor")
+        if self.executor == "kubernetes" and "runner_id" not in self.model_fields_set:
+            # Stable across restarts, as for Slurm: a restarted runner resumes its Jobs.
+            self.runner_id = f"{socket.gethostname()}-k8s"
         if self.executor == "slurm" and not self.slurm_user:
             raise ValueError("CAESAR_SLURM_USER is required with the slurm executor (there is no default)")
         if self.executor == "slurm" and "runner_id" not in self.model_fields_set:

@@ -90,7 +90,7 @@ _MEMORY_FLOOR_MB: Final = 512
 
 
 class AegeanApp(App):
-    """Aegean + BANE, run as local processes (or on Slurm) from the PyPI AegeanTools."""
+    """Aegean + BANE, run as local processes (or on Slurm or Kubernetes) from the PyPI AegeanTools."""
 
     name = "aegean"
     version = installed_version("aegeantools")
@@ -98,7 +98,7 @@ class AegeanApp(App):
         "Aegean (AegeanTools) compact source finder: BANE background/noise maps, then "
         "flood-fill island detection and 2-D Gaussian fitting of the components."
     )
-    executors = frozenset({"local", "slurm"})
+    executors = frozenset({"local", "slurm", "k8s"})
     default_wall_time_s = 3600
     options = (
         _OUTPUT.flag("save-bkgmap", "Keep the background map (BANE image_bkg.fits) in the outputs"),

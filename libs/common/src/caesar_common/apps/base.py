@@ -549,8 +549,8 @@ class App(ABC):
     description
         One paragraph for humans.
     executors
-        Executor kinds able to run it: ``{"local", "slurm"}`` for tools installed with
-        the service, ``{"container"}`` for apps that only exist as container images.
+        Executor kinds able to run it: ``{"local", "slurm", "k8s"}`` for tools installed
+        with the service, ``{"k8s"}`` for apps that only exist as container images.
     default_wall_time_s
         Wall-time limit when the job does not ask for one.
     container_image
@@ -855,20 +855,21 @@ def _message(option: Option, detail: ErrorDetails, value: Any) -> str:
 class ContainerApp(App):
     """An app that exists only as a container image (CAESAR, mrcnn, cutex).
 
-    No runner of this deployment can run these (there is no container executor yet), but
-    their options are validated like any other app's, so v1 clients get the same answers
-    as before. :meth:`plan` returns the command to run *inside* the image, so a future
-    container executor (Kubernetes Job, Apptainer on Slurm) only has to wrap it: the
-    executable as found on the image's ``PATH``, then ``fixed_args``, the input file as
-    ``<input_option>=<path>`` and :meth:`App.v1_argv`, exactly as the old service
+    Only the Kubernetes executor (pool ``k8s``) runs these: each attempt is a Job whose
+    container runs :attr:`App.container_image` (or the image the deployment maps the app
+    to). A deployment without that pool still validates their options like any other
+    app's, so v1 clients get the same answers as before, and the scheduler aborts their
+    jobs with the reason. :meth:`plan` returns the command to run *inside* the image:
+    the executable as found on the image's ``PATH``, then ``fixed_args``, the input file
+    as ``<input_option>=<path>`` and :meth:`App.v1_argv`, exactly as the old service
     built the command line, but as a list.
 
     The memory model is a linear guess with a floor (``memory_floor_mb``,
-    ``memory_base_mb + memory_per_image_mib * MiB``): these tools cannot run here, so
-    nothing was measured.
+    ``memory_base_mb + memory_per_image_mib * MiB``): these tools cannot run on the
+    service's own machines, so nothing was measured.
     """
 
-    executors = frozenset({"container"})
+    executors = frozenset({"k8s"})
     default_wall_time_s = 3600
     command: tuple[str, ...]
     input_option: str = "--inputfile"

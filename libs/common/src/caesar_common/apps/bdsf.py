@@ -52,7 +52,7 @@ class BdsfApp(App):
         "PyBDSF: island detection on a local rms map, multi-Gaussian decomposition of "
         "islands, grouping of Gaussians into sources (source list and Gaussian list)."
     )
-    executors = frozenset({"local", "slurm"})
+    executors = frozenset({"local", "slurm", "k8s"})
     default_wall_time_s = 3600
     beam_options = ("bmaj", "bmin")
     options = (

@@ -45,7 +45,7 @@ class SfindApp(App):
         "seed/flood island detection and beam-matched aperture fluxes; about a second "
         "per image, no Gaussian fitting."
     )
-    executors = frozenset({"local", "slurm"})
+    executors = frozenset({"local", "slurm", "k8s"})
     default_wall_time_s = 600
     beam_options = ("bmaj", "bmin")
     options = (

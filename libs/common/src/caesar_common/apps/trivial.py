@@ -40,7 +40,7 @@ class TrivialApp(App):
     name = "trivial"
     version = "1"
     description = "Test-only app: sleeps, writes result.txt and exits with the given code."
-    executors = frozenset({"local", "slurm"})
+    executors = frozenset({"local", "slurm", "k8s"})
     default_wall_time_s = 600
     options = (
         _RUN.number("seconds", 0.1, 0, 3600, "Seconds to sleep"),

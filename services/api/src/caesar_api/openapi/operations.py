@@ -1,7 +1,8 @@
 """Small builders of OpenAPI objects (operations, responses, parameters).
 
 Shared by every module of paths; they only build dictionaries, so the path modules
-depend on this one and on :mod:`.models`, never on each other.
+depend on this one and on the models, never on each other. The v2 get, delete and list
+builders hold the shapes the v2 resources share (files, jobs, webhooks).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 
 from caesar_api.openapi.components import Schema, ref
 from caesar_api.openapi.models import FILE_ID_PATTERN, JOB_ID_PATTERN, LimitStatus, Problem, Status
+from caesar_api.openapi.v2_models import ValidationProblem
 
 PROBLEM_JSON = "application/problem+json"
 BINARY: Schema = {"type": "string", "format": "binary"}
@@ -21,6 +23,11 @@ def json_body(model: type[BaseModel] | Schema, description: str, **extra: Any) -
     """A JSON response (or request body) of a model."""
     schema = ref(model) if isinstance(model, type) else model
     return {"description": description, "content": {"application/json": {"schema": schema}}, **extra}
+
+
+def required_body(model: type[BaseModel], media_type: str = "application/json") -> Schema:
+    """A request body the operation cannot do without, of ``model`` (JSON unless said)."""
+    return {"required": True, "content": {media_type: {"schema": ref(model)}}}
 
 
 def error(description: str) -> Schema:
@@ -43,6 +50,11 @@ def limit_error(description: str, *, retry_after: bool = False) -> Schema:
 def problem(description: str) -> Schema:
     """A v2 error: RFC 9457 problem details."""
     return {"description": description, "content": {PROBLEM_JSON: {"schema": ref(Problem)}}}
+
+
+def validation_problem(description: str) -> Schema:
+    """A v2 422: the body does not fit its schema, every problem at its JSON pointer."""
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": ref(ValidationProblem)}}}
 
 
 def binary(description: str, *media_types: str) -> Schema:
@@ -91,3 +103,68 @@ def operation(
 def renamed(op: Schema, operation_id: str, summary_suffix: str = "") -> Schema:
     """The same operation under another method (v1 routes answer GET and POST alike)."""
     return {**op, "operationId": operation_id, "summary": op["summary"] + summary_suffix}
+
+
+def get_one(
+    operation_id: str,
+    summary: str,
+    model: type[BaseModel],
+    description: str,
+    *,
+    not_found: str,
+    param: Schema,
+    tag: str,
+) -> Schema:
+    """A v2 GET of one resource named by ``param``: 200 with it, 404 (a problem) otherwise.
+
+    Every v2 resource answers a read the same way, so the shape is written once and the
+    v2 paths cannot drift apart (a 404 that is a v1 error in one of them, say).
+    """
+    return operation(
+        operation_id,
+        summary,
+        {"200": json_body(model, description), "404": problem(not_found)},
+        tag=tag,
+        parameters=[param],
+    )
+
+
+def delete_one(
+    operation_id: str,
+    summary: str,
+    deleted: str,
+    *,
+    not_found: str,
+    param: Schema,
+    tag: str,
+    conflict: str = "",
+) -> Schema:
+    """A v2 DELETE of one resource named by ``param``: 204 (``deleted`` says what stays), 404,
+    and 409 (``conflict``) for a resource that cannot go yet.
+    """
+    responses: dict[str, Schema] = {"204": {"description": deleted}, "404": problem(not_found)}
+    if conflict:
+        responses["409"] = problem(conflict)
+    return operation(operation_id, summary, responses, tag=tag, parameters=[param])
+
+
+def list_page(
+    operation_id: str,
+    summary: str,
+    page: Schema,
+    bad_request: str,
+    *,
+    parameters: list[Schema],
+    tag: str,
+    not_found: str = "",
+) -> Schema:
+    """A v2 list: 200 with ``page`` (its schema and ``Link`` header), 400 for a bad ``limit``,
+    filter or cursor, and 404 (``not_found``) when the list belongs to a resource.
+
+    ``page`` comes whole from the caller: its ``Link`` header is :mod:`.paging`'s, which
+    builds on this module and so cannot be imported here.
+    """
+    responses = {"200": page, "400": problem(bad_request)}
+    if not_found:
+        responses["404"] = problem(not_found)
+    return operation(operation_id, summary, responses, tag=tag, parameters=parameters)

@@ -10,21 +10,25 @@ from typing import Any
 
 from caesar_api.domain.v2_query import STATE_NAMES
 from caesar_api.entrypoints.routes import V2
-from caesar_api.openapi.components import Schema, ref
+from caesar_api.openapi.components import Schema
 from caesar_api.openapi.models import AppEntry, UploadForm
 from caesar_api.openapi.operations import (
     FILE_ID_PARAM,
     JOB_ID_PARAM,
-    PROBLEM_JSON,
     binary,
+    delete_one,
+    get_one,
     json_body,
+    list_page,
     operation,
     path_param,
     problem,
     query_param,
+    required_body,
+    validation_problem,
 )
 from caesar_api.openapi.paging import NEXT_LINK, page_params
-from caesar_api.openapi.v2_models import FileV2, FileV2List, JobRequestV2, JobV2, JobV2List, ValidationProblem
+from caesar_api.openapi.v2_models import FileV2, FileV2List, JobRequestV2, JobV2, JobV2List
 from caesar_api.settings import ApiSettings
 from caesar_common.apps import app_names
 
@@ -59,25 +63,18 @@ FILE_LINKS: dict[str, Schema] = {
 }
 
 
-def _invalid(description: str) -> Schema:
-    """422: the body does not fit its schema, every problem at its JSON pointer."""
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": ref(ValidationProblem)}}}
-
-
-def _no_content(description: str) -> Schema:
-    return {"description": description}
-
-
 def v2_app_paths() -> dict[str, Any]:
     """``GET /api/v2/apps/{name}``."""
     return {
         f"{V2}/apps/{{name}}": {
-            "get": operation(
+            "get": get_one(
                 "getAppV2",
                 "One app: JSON Schema of its options, version, availability",
-                {"200": json_body(AppEntry, "The app."), "404": problem("Unknown app.")},
+                AppEntry,
+                "The app.",
+                not_found="Unknown app.",
+                param=path_param("name", "An app name.", enum=list(app_names())),
                 tag="apps",
-                parameters=[path_param("name", "An app name.", enum=list(app_names()))],
             )
         }
     }
@@ -116,39 +113,34 @@ def v2_file_paths(settings: ApiSettings) -> dict[str, Any]:
                     "The v1 upload (the same streaming, limits, quotas and FITS checks) answered as a v2 "
                     f"file. The format is the file name's extension; allowed: {formats}."
                 ),
-                request_body={
-                    "required": True,
-                    "content": {"multipart/form-data": {"schema": ref(UploadForm)}},
-                },
+                request_body=required_body(UploadForm, "multipart/form-data"),
             ),
-            "get": operation(
+            "get": list_page(
                 "listFilesV2",
                 "List the caller's files",
-                {
-                    "200": json_body(FileV2List, "One page, newest first.", headers=NEXT_LINK),
-                    "400": problem("Invalid limit, or a cursor that names none of the caller's files."),
-                },
-                tag=tag,
+                json_body(FileV2List, "One page, newest first.", headers=NEXT_LINK),
+                "Invalid limit, or a cursor that names none of the caller's files.",
                 parameters=page_params(settings, "file"),
+                tag=tag,
             ),
         },
         f"{V2}/files/{{file_id}}": {
-            "get": operation(
+            "get": get_one(
                 "getFileV2",
                 "A file",
-                {"200": json_body(FileV2, "The file."), "404": problem(FILE_NOT_FOUND)},
+                FileV2,
+                "The file.",
+                not_found=FILE_NOT_FOUND,
+                param=FILE_ID_PARAM,
                 tag=tag,
-                parameters=[FILE_ID_PARAM],
             ),
-            "delete": operation(
+            "delete": delete_one(
                 "deleteFileV2",
                 "Delete a file",
-                {
-                    "204": _no_content("Deleted (the record is kept, marked, so the id is never reused)."),
-                    "404": problem(FILE_NOT_FOUND),
-                },
+                "Deleted (the record is kept, marked, so the id is never reused).",
+                not_found=FILE_NOT_FOUND,
+                param=FILE_ID_PARAM,
                 tag=tag,
-                parameters=[FILE_ID_PARAM],
             ),
         },
         f"{V2}/files/{{file_id}}/content": {
@@ -201,7 +193,7 @@ def v2_job_paths(settings: ApiSettings) -> dict[str, Any]:
                     "400": problem("The body is not JSON."),
                     "404": problem("The file is not one of the caller's live files."),
                     "408": problem(f"The body did not arrive within {settings.http_body_timeout_s:g} s."),
-                    "422": _invalid(
+                    "422": validation_problem(
                         "The body does not fit: unknown fields, an unknown app, options outside the app's "
                         "JSON Schema, an app this deployment cannot run, or an input the app cannot use."
                     ),
@@ -210,43 +202,36 @@ def v2_job_paths(settings: ApiSettings) -> dict[str, Any]:
                 description=(
                     "The options are validated against the app's JSON Schema (GET /api/v2/apps/{name})."
                 ),
-                request_body={
-                    "required": True,
-                    "content": {"application/json": {"schema": ref(JobRequestV2)}},
-                },
+                request_body=required_body(JobRequestV2),
             ),
-            "get": operation(
+            "get": list_page(
                 "listJobsV2",
                 "List the caller's jobs",
-                {
-                    "200": json_body(JobV2List, "One page, newest first (by submission).", headers=NEXT_LINK),
-                    "400": problem(
-                        "Unknown state or app, a since that is not an ISO 8601 time, an invalid limit, or "
-                        "a cursor that names none of the caller's jobs."
-                    ),
-                },
-                tag=tag,
+                json_body(JobV2List, "One page, newest first (by submission).", headers=NEXT_LINK),
+                "Unknown state or app, a since that is not an ISO 8601 time, an invalid limit, or "
+                "a cursor that names none of the caller's jobs.",
                 parameters=[*filters, *page_params(settings, "job")],
+                tag=tag,
             ),
         },
         f"{V2}/jobs/{{job_id}}": {
-            "get": operation(
+            "get": get_one(
                 "getJobV2",
                 "A job: state, attempt, pool, timings, queue position or hold reason, links",
-                {"200": json_body(JobV2, "The job."), "404": problem(JOB_NOT_FOUND)},
+                JobV2,
+                "The job.",
+                not_found=JOB_NOT_FOUND,
+                param=JOB_ID_PARAM,
                 tag=tag,
-                parameters=[JOB_ID_PARAM],
             ),
-            "delete": operation(
+            "delete": delete_one(
                 "deleteJobV2",
                 "Delete an ended job's outputs",
-                {
-                    "204": _no_content("Outputs removed; the record stays, shown with state DELETED."),
-                    "404": problem(JOB_NOT_FOUND),
-                    "409": problem("The job has not ended yet (cancel it first)."),
-                },
+                "Outputs removed; the record stays, shown with state DELETED.",
+                not_found=JOB_NOT_FOUND,
+                param=JOB_ID_PARAM,
                 tag=tag,
-                parameters=[JOB_ID_PARAM],
+                conflict="The job has not ended yet (cancel it first).",
             ),
         },
         f"{V2}/jobs/{{job_id}}/cancel": {

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from caesar_api.entrypoints.routes import V2
-from caesar_api.openapi.components import Schema, ref
-from caesar_api.openapi.operations import PROBLEM_JSON, json_body, operation, path_param, problem, query_param
-from caesar_api.openapi.paging import NEXT_LINK
+from caesar_api.openapi.components import Schema
+from caesar_api.openapi.operations import (
+    delete_one,
+    get_one,
+    json_body,
+    list_page,
+    operation,
+    path_param,
+    problem,
+    required_body,
+    validation_problem,
+)
+from caesar_api.openapi.paging import NEXT_LINK, page_params
 from caesar_api.openapi.push_models import (
     HOOK_ID_PATTERN,
     DeliveryList,
@@ -16,7 +26,6 @@ from caesar_api.openapi.push_models import (
     HookList,
     HookRequest,
 )
-from caesar_api.openapi.v2_models import ValidationProblem
 from caesar_api.settings import ApiSettings
 
 TAG = "webhooks"
@@ -40,29 +49,22 @@ SIGNING = (
 
 
 def _page_params(settings: ApiSettings, item: str) -> list[Schema]:
-    return [
-        query_param(
-            "limit",
-            f"Items per page (default {settings.default_page_size}).",
-            {"type": "integer", "minimum": 1, "maximum": settings.max_page_size},
-        ),
-        query_param(
-            "after",
-            f"Id of the last {item} of the previous page (from the Link header).",
-            {"type": "string", "pattern": HOOK_ID_PATTERN},
-        ),
-    ]
+    """The usual ``limit`` and ``after``, the cursor being a webhook's or a delivery's id.
+
+    :func:`.paging.page_params` knows file and job ids only; its fresh dictionaries are
+    reused and the cursor's pattern replaced, so the bounds and wording stay the same.
+    """
+    limit, after = page_params(settings, item)
+    after["schema"]["pattern"] = HOOK_ID_PATTERN
+    return [limit, after]
 
 
 def webhook_paths(settings: ApiSettings) -> dict[str, Any]:
     """``/api/v2/webhooks``, ``/api/v2/webhooks/{hook_id}`` and its ``/deliveries``."""
-    invalid = {
-        "description": (
-            "The body does not fit, or the URL is refused: not http(s), or its host does not resolve or "
-            "resolves to a loopback, private, link-local, multicast, reserved or unspecified address."
-        ),
-        "content": {PROBLEM_JSON: {"schema": ref(ValidationProblem)}},
-    }
+    invalid = validation_problem(
+        "The body does not fit, or the URL is refused: not http(s), or its host does not resolve or "
+        "resolves to a loopback, private, link-local, multicast, reserved or unspecified address."
+    )
     return {
         f"{V2}/webhooks": {
             "post": operation(
@@ -83,58 +85,49 @@ def webhook_paths(settings: ApiSettings) -> dict[str, Any]:
                 },
                 tag=TAG,
                 description=SIGNING,
-                request_body={
-                    "required": True,
-                    "content": {"application/json": {"schema": ref(HookRequest)}},
-                },
+                request_body=required_body(HookRequest),
             ),
-            "get": operation(
+            "get": list_page(
                 "listWebhooksV2",
                 "List the caller's webhooks",
-                {
-                    "200": json_body(HookList, "One page, newest first.", headers=NEXT_LINK),
-                    "400": problem("An invalid limit, or a cursor that names none of the caller's webhooks."),
-                },
-                tag=TAG,
+                json_body(HookList, "One page, newest first.", headers=NEXT_LINK),
+                "An invalid limit, or a cursor that names none of the caller's webhooks.",
                 parameters=_page_params(settings, "webhook"),
+                tag=TAG,
             ),
         },
         f"{V2}/webhooks/{{hook_id}}": {
-            "get": operation(
+            "get": get_one(
                 "getWebhookV2",
                 "A webhook",
-                {"200": json_body(Hook, "The webhook (no secret)."), "404": problem(NOT_FOUND)},
+                Hook,
+                "The webhook (no secret).",
+                not_found=NOT_FOUND,
+                param=HOOK_ID_PARAM,
                 tag=TAG,
-                parameters=[HOOK_ID_PARAM],
             ),
-            "delete": operation(
+            "delete": delete_one(
                 "deleteWebhookV2",
                 "Delete a webhook",
-                {
-                    "204": {"description": "Deleted, with its delivery log; nothing more is sent."},
-                    "404": problem(NOT_FOUND),
-                },
+                "Deleted, with its delivery log; nothing more is sent.",
+                not_found=NOT_FOUND,
+                param=HOOK_ID_PARAM,
                 tag=TAG,
-                parameters=[HOOK_ID_PARAM],
             ),
         },
         f"{V2}/webhooks/{{hook_id}}/deliveries": {
-            "get": operation(
+            "get": list_page(
                 "listWebhookDeliveriesV2",
                 "A webhook's deliveries",
-                {
-                    "200": json_body(
-                        DeliveryList,
-                        "One page, newest first: each delivery's event, outcome and attempts.",
-                        headers=NEXT_LINK,
-                    ),
-                    "400": problem(
-                        "An invalid limit, or a cursor that names none of this webhook's deliveries."
-                    ),
-                    "404": problem(NOT_FOUND),
-                },
-                tag=TAG,
+                json_body(
+                    DeliveryList,
+                    "One page, newest first: each delivery's event, outcome and attempts.",
+                    headers=NEXT_LINK,
+                ),
+                "An invalid limit, or a cursor that names none of this webhook's deliveries.",
                 parameters=[HOOK_ID_PARAM, *_page_params(settings, "delivery")],
+                tag=TAG,
+                not_found=NOT_FOUND,
             )
         },
     }

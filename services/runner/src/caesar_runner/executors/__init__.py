@@ -1,1 +1,1 @@
-"""Executors: interchangeable backends that run a job's steps (local process, Slurm)."""
+"""Executors: interchangeable backends that run a job's steps (local process, Slurm, Kubernetes)."""

@@ -45,7 +45,18 @@ def _slurm(settings: RunnerSettings, bin_dir: Path) -> Executor:
     )
 
 
-EXECUTORS: dict[str, Callable[[RunnerSettings, Path], Executor]] = {"local": _local, "slurm": _slurm}
+def _kubernetes(settings: RunnerSettings, bin_dir: Path) -> Executor:
+    # Imported here: lightkube is needed only by runners of this executor.
+    from caesar_runner.executors.kubernetes.factory import kubernetes_executor
+
+    return kubernetes_executor(settings, bin_dir)
+
+
+EXECUTORS: dict[str, Callable[[RunnerSettings, Path], Executor]] = {
+    "local": _local,
+    "slurm": _slurm,
+    "kubernetes": _kubernetes,
+}
 
 
 def build_executor(settings: RunnerSettings, bin_dir: Path) -> Executor:

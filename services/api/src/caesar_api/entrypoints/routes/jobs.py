@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from pathlib import Path
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from caesar_api.entrypoints.routes.paging import next_link, page_params
 from caesar_api.entrypoints.routes.streamed_lists import STREAM_BATCH, stream_array
 from caesar_api.service import jobs as job_cases
 from caesar_api.service.results import JobNotEnded, ended_job
+from caesar_common import layout
 from caesar_common.ids import is_job_id
 
 
@@ -28,6 +30,30 @@ def not_ended(exc: JobNotEnded) -> web.Response:
     return web.json_response(
         {"job_id": job_id, "state": state, "status": not_completed_message(job_id, state)}, status=202
     )
+
+
+async def stream_job_archive(
+    request: web.Request, job_dir: Path, job_id: str, *, level: int
+) -> web.StreamResponse:
+    """Answer with ``job_dir`` as ``<job_id>.tar.gz``, written while it is built.
+
+    The v1 ``/output`` and the v2 ``/archive`` send the same bytes and headers; only their
+    checks before it (which job, which error) differ, so those stay in each route. The
+    names come from :mod:`caesar_common.layout`, where every archive's are decided.
+    """
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/gzip",
+            "Content-Disposition": f"attachment; filename={layout.archive_filename(job_id)}",
+        }
+    )
+    await response.prepare(request)
+    archive = stream_tar_gz(job_dir, layout.archive_root(job_id), level=level)
+    async with aclosing(archive) as chunks:
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def submit_job(request: web.Request, deps: Dependencies, owner: str) -> web.Response:
@@ -71,18 +97,7 @@ async def get_job_output(request: web.Request, deps: Dependencies, owner: str) -
     job_id = job["_id"]
     if not await asyncio.to_thread(job_dir.is_dir):
         raise ApiError(404, f"Output of job {job_id} not found (state={job['state']})!")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/gzip",
-            "Content-Disposition": f"attachment; filename={job_id}.tar.gz",
-        }
-    )
-    await response.prepare(request)
-    async with aclosing(stream_tar_gz(job_dir, job_id, level=deps.settings.output_gzip_level)) as chunks:
-        async for chunk in chunks:
-            await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stream_job_archive(request, job_dir, job_id, level=deps.settings.output_gzip_level)
 
 
 async def cancel_job(request: web.Request, deps: Dependencies, owner: str) -> web.Response:

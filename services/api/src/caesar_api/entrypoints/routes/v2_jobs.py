@@ -14,11 +14,9 @@ the request and render the answer.
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
 
 from aiohttp import web
 
-from caesar_api.adapters.archive import stream_tar_gz
 from caesar_api.auth import identity_of, is_admin
 from caesar_api.dependencies import Dependencies
 from caesar_api.domain.errors import ApiError, shown
@@ -26,6 +24,7 @@ from caesar_api.domain.responses import job_v2
 from caesar_api.domain.v2_query import is_waiting, parse_since, parse_states
 from caesar_api.domain.v2_requests import parse_job_body
 from caesar_api.entrypoints.routes import V2, Binder
+from caesar_api.entrypoints.routes.jobs import stream_job_archive
 from caesar_api.entrypoints.routes.paging import page_params
 from caesar_api.entrypoints.routes.v2_support import json_body, list_response, v2_route
 from caesar_api.service import jobs as job_cases
@@ -120,18 +119,7 @@ async def get_archive(request: web.Request, deps: Dependencies, owner: str) -> w
     job_id = str(job["_id"])
     if not await asyncio.to_thread(job_dir.is_dir):
         raise ApiError(404, f"Job {job_id} has no outputs (state={job['state']})")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/gzip",
-            "Content-Disposition": f"attachment; filename={job_id}.tar.gz",
-        }
-    )
-    await response.prepare(request)
-    async with aclosing(stream_tar_gz(job_dir, job_id, level=deps.settings.output_gzip_level)) as chunks:
-        async for chunk in chunks:
-            await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stream_job_archive(request, job_dir, job_id, level=deps.settings.output_gzip_level)
 
 
 def add_v2_job_routes(router: web.UrlDispatcher, bind: Binder) -> None:
