@@ -176,16 +176,4 @@ cmd_env() { echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$JAEGER_OTLP_PORT
 cmd_url() { echo "$JAEGER_URL"; }
 
 
-usage="usage: $0 install|installed|start|stop|status|env|url|config [--tag TAG]"
-TAG="${CAESAR_START_TAG:-manual}"
-STOP_TAG=""
-cmds=()
-while (($#)); do
-  case "$1" in
-    --tag) TAG="$2" STOP_TAG="$2"; shift 2 ;;
-    install | installed | start | stop | status | env | url | config) cmds+=("$1"); shift ;;
-    *) die "$usage" ;;
-  esac
-done
-((${#cmds[@]})) || die "$usage"
-for c in "${cmds[@]}"; do "cmd_$c"; done
+dispatch "usage: $0 install|installed|start|stop|status|env|url|config [--tag TAG]" "install installed start stop status env url config" "$@"

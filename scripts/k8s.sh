@@ -5,7 +5,7 @@
 #   etcd                     127.0.0.1:$CAESAR_K8S_ETCD_PORT (12379; peers 12380)
 #   kube-apiserver           https://127.0.0.1:$CAESAR_K8S_PORT (16443), RBAC on
 #   kube-controller-manager  the Job, garbage-collector, TTL, namespace, service-account and
-#                            volume-binder controllers (no node lifecycle: kwok sends no heartbeats)
+#                            volume (binder, protection) controllers (no node lifecycle: kwok sends no heartbeats)
 #   kube-scheduler           binds pods to the kwok node
 #   kwok                     node kwok-node-0 (32 cpu, 64Gi, 110 pods); pod fates from
 #                            the annotation kwok.caesar-rest.io/outcome (scripts/k8s/kwok-stages.yaml)
@@ -221,7 +221,7 @@ start_controller_manager() {
     --authentication-kubeconfig "$K8S_DIR/kube-controller-manager.kubeconfig" \
     --authorization-kubeconfig "$K8S_DIR/kube-controller-manager.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
-    --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,pod-garbage-collector-controller,root-ca-certificate-publisher-controller,persistentvolume-binder-controller \
+    --controllers job-controller,garbage-collector-controller,ttl-after-finished-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,pod-garbage-collector-controller,root-ca-certificate-publisher-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --use-service-account-credentials=false --profiling=false --pvclaimbinder-sync-period 1s
   await_up "$(pidfile controller-manager)" kube-controller-manager "$(logfile controller-manager)" 60 \
@@ -320,16 +320,4 @@ cmd_env() {
   echo "CAESAR_KUBECTL=$KUBECTL"
 }
 
-usage="usage: $0 install|installed|start|stop|status|env [--tag TAG]"
-TAG="${CAESAR_START_TAG:-manual}"
-STOP_TAG=""
-cmds=()
-while (($#)); do
-  case "$1" in
-    --tag) TAG="$2" STOP_TAG="$2"; shift 2 ;;
-    install | installed | start | stop | status | env) cmds+=("$1"); shift ;;
-    *) die "$usage" ;;
-  esac
-done
-((${#cmds[@]})) || die "$usage"
-for c in "${cmds[@]}"; do "cmd_$c"; done
+dispatch "usage: $0 install|installed|start|stop|status|env [--tag TAG]" "install installed start stop status env" "$@"

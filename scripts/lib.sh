@@ -292,3 +292,23 @@ npm_tool_install() {
     log "installed concurrently by another run; keeping $dir"
   fi
 }
+
+# ---------------------------------------------------------------- command line
+# dispatch USAGE COMMANDS ARG...: the command line of the daemon scripts. Every ARG names
+# one of the space-separated COMMANDS (run as cmd_<name>, in order) or is `--tag TAG`,
+# which sets the tag start records and stop releases (see record/release above).
+dispatch() {
+  local usage="$1" known=" $2 " c
+  shift 2
+  TAG="${CAESAR_START_TAG:-manual}"
+  STOP_TAG=""
+  local cmds=()
+  while (($#)); do
+    case "$1" in
+      --tag) (($# >= 2)) || die "$usage"; TAG="$2" STOP_TAG="$2"; shift 2 ;;
+      *) [[ "$known" == *" $1 "* ]] || die "$usage"; cmds+=("$1"); shift ;;
+    esac
+  done
+  ((${#cmds[@]})) || die "$usage"
+  for c in "${cmds[@]}"; do "cmd_$c"; done
+}

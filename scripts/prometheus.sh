@@ -118,15 +118,4 @@ cmd_status() {
 }
 
 
-TAG="${CAESAR_START_TAG:-manual}"
-STOP_TAG=""
-cmds=()
-while (($#)); do
-  case "$1" in
-    --tag) TAG="$2" STOP_TAG="$2"; shift 2 ;;
-    install | start | stop | status) cmds+=("$1"); shift ;;
-    *) die "usage: $0 install|start|stop|status [--tag TAG]" ;;
-  esac
-done
-((${#cmds[@]})) || die "usage: $0 install|start|stop|status [--tag TAG]"
-for c in "${cmds[@]}"; do "cmd_$c"; done
+dispatch "usage: $0 install|start|stop|status [--tag TAG]" "install start stop status" "$@"

@@ -35,9 +35,9 @@ from caesar_runner.executors.base import ExecutionResult, JobSpec
 from caesar_runner.executors.kubernetes import KubernetesExecutor, PodSettings, VolumeSettings
 from caesar_runner.executors.kubernetes.executor import JOB_FILE
 from caesar_runner.executors.kubernetes.jobspec import LABEL_JOB, job_name
-from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
 from tests.integration.event_tap import EventTap, marker, outbox_drained
+from tests.integration.runner_support import RunnerUnderTest
 from tests.integration.service_support import eventually
 from tests.kube_support import CLAIMS, OUTCOME_ANNOTATION, KubeNamespace
 
@@ -352,42 +352,19 @@ async def test_an_unreachable_api_server_is_a_retryable_failure_after_the_grace(
 FILE_ID = "c" * 32
 
 
-@dataclass
-class K8sRunner:
-    runtime: ServiceRuntime[RunnerSettings]
-    runner: JobRunner
-    bus: Bus
-    stopped: bool = False
-
-    async def stop(self, *, crash: bool = False) -> None:
-        """Stop the runner; ``crash`` abandons its attempts as a killed process would."""
-        if self.stopped:
-            return
-        self.stopped = True
-        if crash:
-            tasks = [job.task for job in self.runner.running.values() if job.task is not None]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
-        await self.bus.close()
-        await self.runtime.shutdown(grace_s=5)
-        await self.runner.executor.aclose()
-
-
 @pytest.fixture
 async def start_runner(
     cluster: Cluster, amqp_url: str, mongo_url: str, db_prefix: str, tmp_path: Path
-) -> AsyncIterator[Callable[[], Awaitable[K8sRunner]]]:
+) -> AsyncIterator[Callable[[], Awaitable[RunnerUnderTest]]]:
     """Start runners of the k8s pool with one runner id (a restart keeps it), as the
     ``caesar-runner`` ServiceAccount; whatever a test did not stop is stopped after it."""
     kubeconfig = cluster.ns.write_runner_kubeconfig(tmp_path / "runner.kubeconfig")
     (cluster.data_root / "anonymous").mkdir(parents=True, exist_ok=True)
     (cluster.data_root / "anonymous" / f"{FILE_ID}.fits").write_bytes(b"SIMPLE  =                    T")
     runner_id = f"k8s-test-{uuid.uuid4().hex[:6]}"
-    started: list[K8sRunner] = []
+    started: list[RunnerUnderTest] = []
 
-    async def start() -> K8sRunner:
+    async def start() -> RunnerUnderTest:
         settings = RunnerSettings(
             amqp_url=amqp_url,
             mongo_url=mongo_url,
@@ -412,7 +389,7 @@ async def start_runner(
         job_runner = await build(runtime)
         bus = Bus(amqp_url, "test")
         await bus.connect()
-        started.append(K8sRunner(runtime, job_runner, bus))
+        started.append(RunnerUnderTest(runtime, job_runner, bus, cluster.jobs_root))
         return started[-1]
 
     yield start
@@ -448,7 +425,7 @@ def states_of(tap: EventTap, job_id: str) -> list[str]:
 
 @pytest.mark.integration
 async def test_a_runner_of_the_k8s_pool_runs_an_attempt_as_a_job(
-    start_runner: Callable[[], Awaitable[K8sRunner]], cluster: Cluster, amqp_url: str
+    start_runner: Callable[[], Awaitable[RunnerUnderTest]], cluster: Cluster, amqp_url: str
 ) -> None:
     runner = await start_runner()
     job_id = str(uuid.uuid4())
@@ -471,7 +448,7 @@ async def test_a_runner_of_the_k8s_pool_runs_an_attempt_as_a_job(
 
 @pytest.mark.integration
 async def test_a_restarted_runner_reports_its_jobs_outcome_once(
-    start_runner: Callable[[], Awaitable[K8sRunner]], cluster: Cluster, amqp_url: str
+    start_runner: Callable[[], Awaitable[RunnerUnderTest]], cluster: Cluster, amqp_url: str
 ) -> None:
     job_id = str(uuid.uuid4())
     first = await start_runner()

@@ -12,7 +12,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,11 @@ from caesar_runner.adapters.slurmrestd import (
 )
 from caesar_runner.bootstrap import OUTBOX_COLLECTIONS, build
 from caesar_runner.executors.slurm import EXIT_RECORD, SCRIPT_FILE, identifies
-from caesar_runner.service.attempts import JobRunner
 from caesar_runner.settings import RunnerSettings
 from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.conftest import REPO
 from tests.integration.event_tap import EventTap, marker, outbox_drained
+from tests.integration.runner_support import RunnerUnderTest
 
 pytestmark = pytest.mark.integration
 SLURM_SH = REPO / "scripts" / "slurm.sh"
@@ -76,15 +75,6 @@ def _with_trivial(name: str) -> App | None:
     return TrivialApp() if name == "trivial" else get_app(name)
 
 
-@dataclass
-class SlurmRunner:
-    runtime: ServiceRuntime[RunnerSettings]
-    runner: JobRunner
-    bus: Bus
-    jobs_root: Path
-    stopped: bool = False
-
-
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
@@ -110,9 +100,9 @@ async def start_runner(
     """Start runners; whatever a test did not stop (it failed half-way) is stopped after it,
     so no runner outlives its test (a leaked robust connection retries forever)."""
     runner_id = f"slurm-test-{uuid.uuid4().hex[:6]}"
-    started: list[SlurmRunner] = []
+    started: list[RunnerUnderTest] = []
 
-    async def start(token: str = slurm_token) -> SlurmRunner:
+    async def start(token: str = slurm_token) -> RunnerUnderTest:
         settings = RunnerSettings(
             amqp_url=amqp_url,
             mongo_url=mongo_url,
@@ -135,36 +125,20 @@ async def start_runner(
         job_runner = await build(runtime, find_app=_with_trivial)
         bus = Bus(amqp_url, "test")
         await bus.connect()
-        started.append(SlurmRunner(runtime, job_runner, bus, tmp_path / "jobs"))
+        started.append(RunnerUnderTest(runtime, job_runner, bus, tmp_path / "jobs"))
         return started[-1]
 
     yield start
     for under_test in started:
         if not under_test.stopped:
-            await stop(under_test)
+            await under_test.stop()
 
 
 @pytest.fixture
-async def runner(start_runner: Callable[..., Any]) -> AsyncIterator[SlurmRunner]:
-    under_test: SlurmRunner = await start_runner()
+async def runner(start_runner: Callable[..., Any]) -> AsyncIterator[RunnerUnderTest]:
+    under_test: RunnerUnderTest = await start_runner()
     yield under_test
-    await stop(under_test)
-
-
-async def stop(under_test: SlurmRunner, *, crash: bool = False) -> None:
-    """Stop a runner; ``crash`` abandons its running jobs as a killed process would."""
-    if under_test.stopped:
-        return
-    under_test.stopped = True
-    if crash:
-        tasks = [job.task for job in under_test.runner.running.values() if job.task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-    await under_test.bus.close()
-    await under_test.runtime.shutdown(grace_s=5)
-    await under_test.runner.executor.aclose()
+    await under_test.stop()
 
 
 def run_job(job_id: str, app: str = "aegean", **overrides: Any) -> Envelope:
@@ -205,7 +179,7 @@ def terminal(job_id: str) -> Callable[[Envelope], bool]:
 
 
 async def test_aegean_on_slurm_succeeds_with_its_catalogue(
-    runner: SlurmRunner, amqp_url: str, slurm: SlurmRestClient
+    runner: RunnerUnderTest, amqp_url: str, slurm: SlurmRestClient
 ) -> None:
     job_id = str(uuid.uuid4())
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -224,7 +198,7 @@ async def test_aegean_on_slurm_succeeds_with_its_catalogue(
     assert slurm_job.state == "COMPLETED"
 
 
-async def test_app_exiting_non_zero_fails_with_its_exit_code(runner: SlurmRunner, amqp_url: str) -> None:
+async def test_app_exiting_non_zero_fails_with_its_exit_code(runner: RunnerUnderTest, amqp_url: str) -> None:
     job_id = str(uuid.uuid4())
     command = run_job(job_id, input=InputFile(file_id=NO_BEAM_ID, ext="fits"))  # aegean needs a beam
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -237,7 +211,7 @@ async def test_app_exiting_non_zero_fails_with_its_exit_code(runner: SlurmRunner
 
 
 async def test_cancel_of_a_running_slurm_job(
-    runner: SlurmRunner, amqp_url: str, slurm: SlurmRestClient
+    runner: RunnerUnderTest, amqp_url: str, slurm: SlurmRestClient
 ) -> None:
     job_id = str(uuid.uuid4())
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -253,7 +227,7 @@ async def test_cancel_of_a_running_slurm_job(
     assert gone.state == "CANCELLED"
 
 
-async def test_wall_time_exceeded_is_timed_out(runner: SlurmRunner, amqp_url: str) -> None:
+async def test_wall_time_exceeded_is_timed_out(runner: RunnerUnderTest, amqp_url: str) -> None:
     # Slurm's smallest limit is one minute, and slurmctld checks limits every 30 s.
     job_id = str(uuid.uuid4())
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -267,14 +241,14 @@ async def test_restarted_runner_resumes_its_slurm_job_and_reports_once(
     start_runner: Callable[..., Any], amqp_url: str, slurm: SlurmRestClient
 ) -> None:
     job_id = str(uuid.uuid4())
-    first: SlurmRunner = await start_runner()
+    first: RunnerUnderTest = await start_runner()
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
         await first.bus.publish(sleeper(job_id, 12), to_queue=runner_pool_queue("slurm"))
         await tap.wait_for(ends(job_id, "RUNNING"), 60)
-        await stop(first, crash=True)
+        await first.stop(crash=True)
         [still_running] = await slurm_jobs_of(slurm, job_id)
         assert still_running.state == "RUNNING"
-        second: SlurmRunner = await start_runner()
+        second: RunnerUnderTest = await start_runner()
         try:
             final = await tap.wait_for(terminal(job_id), 60)
             # Whatever the resumed runner reported is published once its outbox is empty,
@@ -282,14 +256,14 @@ async def test_restarted_runner_resumes_its_slurm_job_and_reports_once(
             assert await outbox_drained(second.runtime.relay) == 0
             await tap.sync(second.bus.publish, marker())
         finally:
-            await stop(second)
+            await second.stop()
     assert final.data["state"] == "SUCCESS"
     assert states_of(tap, job_id) == ["STARTED", "RUNNING", "SUCCESS"]
     assert len(await slurm_jobs_of(slurm, job_id)) == 1  # found again, not resubmitted
 
 
 async def test_jobs_complete_through_a_slurmrestd_outage(
-    runner: SlurmRunner, amqp_url: str, slurm: SlurmRestClient
+    runner: RunnerUnderTest, amqp_url: str, slurm: SlurmRestClient
 ) -> None:
     job_id = str(uuid.uuid4())
     async with EventTap(amqp_url, ["job.state.*"]) as tap:
@@ -318,13 +292,13 @@ async def test_forged_token_is_refused_and_reported(
         await client.close()
 
     job_id = str(uuid.uuid4())
-    forged_runner: SlurmRunner = await start_runner(token=forged)
+    forged_runner: RunnerUnderTest = await start_runner(token=forged)
     try:
         async with EventTap(amqp_url, ["job.state.*"]) as tap:
             await forged_runner.bus.publish(sleeper(job_id, 1), to_queue=runner_pool_queue("slurm"))
             final = await tap.wait_for(terminal(job_id), 60)
     finally:
-        await stop(forged_runner)
+        await forged_runner.stop()
     # An expired or wrong token is ours to fix, not the job's: retryable, and counted.
     assert (final.data["state"], final.data["retryable"]) == ("FAILURE", True)
     assert "Slurm refused the JWT of user root" in final.data["reason"]

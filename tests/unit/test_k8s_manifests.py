@@ -18,8 +18,6 @@ builds it) rather than skipping the manifests' only check. No cluster is needed.
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import os
 import shlex
 import socket
@@ -36,8 +34,8 @@ import pytest
 import yaml
 
 from caesar_common.bus import runner_pool_queue
-from caesar_common.settings import ServiceSettings
 from tests.kube_support import kubectl_path
+from tests.unit.test_compose import settings_class
 
 pytestmark = pytest.mark.kubernetes
 
@@ -218,21 +216,6 @@ def validate_object(obj: dict[str, Any]) -> None:
 
 
 # -- settings ---------------------------------------------------------------------------
-
-
-def settings_class(service: str) -> type[ServiceSettings]:
-    """The ServiceSettings subclass defined in ``caesar_<service>.settings``."""
-    module = importlib.import_module(f"caesar_{service}.settings")
-    classes = [
-        obj
-        for obj in vars(module).values()
-        if inspect.isclass(obj)
-        and issubclass(obj, ServiceSettings)
-        and obj is not ServiceSettings
-        and obj.__module__ == module.__name__
-    ]
-    assert len(classes) == 1, classes
-    return classes[0]
 
 
 @pytest.fixture
