@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from caesar_common.apps.base import PlanContext, Step
 from caesar_common.apps.registry import APPS
 from caesar_common.jobstate import JobState
 from caesar_runner.executors.base import JobSpec
-from caesar_runner.executors.kubernetes.executor import attempt_spec
+from caesar_runner.executors.kubernetes.executor import container_image_of
 from caesar_runner.executors.kubernetes.jobspec import (
     ANNOTATION_OWNER,
     LABEL_ATTEMPT,
@@ -21,7 +22,6 @@ from caesar_runner.executors.kubernetes.jobspec import (
     LABEL_MANAGED_BY,
     LABEL_OWNER,
     LABEL_POOL,
-    AttemptSpec,
     PodSettings,
     VolumeSettings,
     container_names,
@@ -44,6 +44,11 @@ BIN = Path("/app/.venv/bin")
 JOB_ID = "0f3c9d2e-1b2a-4c3d-8e4f-5a6b7c8d9e0f"
 OWNER = "alice@example.org"
 IMAGE = "registry.example.org/caesar-runner:1.2.3"
+
+
+def manifest_of(pod_settings: PodSettings, spec: JobSpec) -> dict[str, Any]:
+    """The Job the executor would create for ``spec``."""
+    return job_manifest(pod_settings, spec, container_image_of(spec.app))
 
 
 def settings(**kw: Any) -> PodSettings:
@@ -98,7 +103,7 @@ def all_containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_aegean_job_runs_the_plan_without_a_shell() -> None:
     spec = aegean_spec()
-    manifest = job_manifest(settings(), attempt_spec(spec))
+    manifest = manifest_of(settings(), spec)
     assert manifest["metadata"]["name"] == f"caesar-{JOB_ID}-2"
     assert manifest["metadata"]["namespace"] == "caesar-jobs"
     init, main = pod_spec(manifest)["initContainers"], pod_spec(manifest)["containers"]
@@ -121,7 +126,7 @@ def test_aegean_job_runs_the_plan_without_a_shell() -> None:
 
 
 def test_aegean_job_spec_bounds_the_attempt() -> None:
-    manifest = job_manifest(settings(ttl_after_finished_s=600), attempt_spec(aegean_spec()))
+    manifest = manifest_of(settings(ttl_after_finished_s=600), aegean_spec())
     job = manifest["spec"]
     assert job["backoffLimit"] == 0
     assert job["activeDeadlineSeconds"] == 900
@@ -130,7 +135,7 @@ def test_aegean_job_spec_bounds_the_attempt() -> None:
 
 
 def test_aegean_job_mounts_the_shared_volumes_where_the_runner_sees_them() -> None:
-    manifest = job_manifest(settings(), attempt_spec(aegean_spec()))
+    manifest = manifest_of(settings(), aegean_spec())
     volumes = {v["name"]: v for v in pod_spec(manifest)["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "caesar-data"}
     assert volumes["jobs"]["persistentVolumeClaim"] == {"claimName": "caesar-jobs"}
@@ -147,7 +152,7 @@ def test_one_claim_for_both_volumes_is_mounted_twice_with_sub_paths() -> None:
         data=VolumeSettings("caesar", DATA, "data", read_only=True),
         jobs=VolumeSettings("caesar", JOBS, "jobs"),
     )
-    manifest = job_manifest(shared, attempt_spec(aegean_spec()))
+    manifest = manifest_of(shared, aegean_spec())
     claims = [v for v in pod_spec(manifest)["volumes"] if "persistentVolumeClaim" in v]
     assert len(claims) == 1
     mounts = pod_spec(manifest)["containers"][0]["volumeMounts"]
@@ -159,9 +164,7 @@ def test_one_claim_for_both_volumes_is_mounted_twice_with_sub_paths() -> None:
 
 
 def test_aegean_job_is_labelled_for_the_watch_and_the_owner_is_exact_in_an_annotation() -> None:
-    manifest = job_manifest(
-        settings(pod_labels={LABEL_POOL: "other", "team": "radio"}), attempt_spec(aegean_spec())
-    )
+    manifest = manifest_of(settings(pod_labels={LABEL_POOL: "other", "team": "radio"}), aegean_spec())
     pod_meta = manifest["spec"]["template"]["metadata"]
     for meta in (manifest["metadata"], pod_meta):
         labels = meta["labels"]
@@ -177,7 +180,7 @@ def test_aegean_job_is_labelled_for_the_watch_and_the_owner_is_exact_in_an_annot
 
 
 def test_aegean_job_pod_is_locked_down() -> None:
-    manifest = job_manifest(settings(), attempt_spec(aegean_spec()))
+    manifest = manifest_of(settings(), aegean_spec())
     pod = pod_spec(manifest)
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
@@ -200,7 +203,7 @@ def test_aegean_job_pod_is_locked_down() -> None:
 
 def test_optional_pod_settings_reach_the_pod() -> None:
     toleration = {"key": "astro", "operator": "Exists", "effect": "NoSchedule"}
-    manifest = job_manifest(
+    manifest = manifest_of(
         settings(
             service_account="caesar-job",
             node_selector={"disk": "ssd"},
@@ -209,7 +212,7 @@ def test_optional_pod_settings_reach_the_pod() -> None:
             image_pull_policy="Always",
             fs_group=None,
         ),
-        attempt_spec(aegean_spec()),
+        aegean_spec(),
     )
     pod = pod_spec(manifest)
     assert pod["serviceAccountName"] == "caesar-job"
@@ -222,18 +225,18 @@ def test_optional_pod_settings_reach_the_pod() -> None:
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_the_job_is_valid_against_the_kubernetes_schema(strict: bool) -> None:
-    manifest = job_manifest(
+    manifest = manifest_of(
         settings(tolerations=({"key": "a", "operator": "Exists"},), image_pull_secrets=("r",)),
-        attempt_spec(aegean_spec()),
+        aegean_spec(),
     )
     kubernetes_validate.validate(manifest, "1.34", strict=strict)
 
 
 def test_a_job_dir_off_the_jobs_volume_is_refused() -> None:
     spec = aegean_spec()
-    moved = AttemptSpec(**{**attempt_spec(spec).__dict__, "job_dir": Path("/elsewhere/job")})
+    moved = replace(spec, job_dir=Path("/elsewhere/job"))
     with pytest.raises(ValueError, match="not under the jobs volume"):
-        job_manifest(settings(), moved)
+        job_manifest(settings(), moved, None)
 
 
 # -- images ------------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def container_app_spec(app_name: str, steps: list[Step] | None = None) -> JobSpe
 
 
 def test_container_app_runs_its_own_image_on_its_own_path() -> None:
-    manifest = job_manifest(settings(), attempt_spec(container_app_spec("caesar")))
+    manifest = manifest_of(settings(), container_app_spec("caesar"))
     (container,) = all_containers(manifest)
     assert container["image"] == "sriggi/caesar-job:latest"
     assert container["command"][0] == "SFinderSubmitter.sh"
@@ -258,8 +261,8 @@ def test_container_app_runs_its_own_image_on_its_own_path() -> None:
 
 def test_the_image_mapping_overrides_the_app_image_and_the_default() -> None:
     images = {"caesar": "mirror.example.org/caesar:7", "aegean": "mirror.example.org/aegean:2"}
-    caesar = job_manifest(settings(images=images), attempt_spec(container_app_spec("caesar")))
-    aegean = job_manifest(settings(images=images), attempt_spec(aegean_spec()))
+    caesar = manifest_of(settings(images=images), container_app_spec("caesar"))
+    aegean = manifest_of(settings(images=images), aegean_spec())
     assert {c["image"] for c in all_containers(caesar)} == {"mirror.example.org/caesar:7"}
     assert {c["image"] for c in all_containers(aegean)} == {"mirror.example.org/aegean:2"}
 
@@ -270,7 +273,7 @@ def test_our_own_step_in_a_container_app_job_runs_in_the_default_image() -> None
         Step("caesar", ("SFinderSubmitter.sh", "--run")),
         Step("finalize", (str(BIN / "python"), "-m", "caesar_runner.finalize", "--job-dir", str(job_dir))),
     ]
-    manifest = job_manifest(settings(), attempt_spec(container_app_spec("caesar", steps)))
+    manifest = manifest_of(settings(), container_app_spec("caesar", steps))
     images = [c["image"] for c in all_containers(manifest)]
     assert images == ["sriggi/caesar-job:latest", IMAGE]
 

@@ -86,27 +86,6 @@ class LocalExecutor:
         # starve the default executor used for hashing and FITS reading.
         self._waiters = ThreadPoolExecutor(max_workers=slots + 2, thread_name_prefix="wait4")
 
-    @staticmethod
-    def _prepare_dir(spec: JobSpec) -> None:
-        """Private modes and the scratch directory, once, before anything of the job runs.
-
-        Explicit modes (mkdir's mode is filtered by the umask): no other user of the
-        host may read a job's data, which can be proprietary. Done before the first step
-        only: between steps the directory may be a job user's, and a path the job could
-        have replaced by a symlink is never chmod-ed by root.
-        """
-        os.chmod(spec.job_dir, JOB_DIR_MODE)
-        scratch = spec.job_dir / JOB_TMP_DIR
-        scratch.mkdir(exist_ok=True)
-        os.chmod(scratch, JOB_TMP_MODE, follow_symlinks=False)
-
-    @staticmethod
-    def _open_log(path: Path) -> int:
-        """A new log file; never through a symlink or onto a file a job left at that name."""
-        path.unlink(missing_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(path, flags, 0o644)
-
     def _spawn(self, step: Step, spec: JobSpec, index: int, user: JobUser | None) -> subprocess.Popen[bytes]:
         limits = Limits(
             cpu_seconds=max(60, spec.wall_time_s * max(1, spec.cores) + 60),
@@ -115,9 +94,9 @@ class LocalExecutor:
             address_space_bytes=address_space_bytes(spec.memory_mb),
         )
         env = sanitised_environment(self._bin_dir, spec.job_dir, step.env)
-        stdout = self._open_log(step_log(spec.job_dir, index, step, "stdout"))
+        stdout = open_new_log(step_log(spec.job_dir, index, step, "stdout"))
         try:
-            stderr = self._open_log(step_log(spec.job_dir, index, step, "stderr"))
+            stderr = open_new_log(step_log(spec.job_dir, index, step, "stderr"))
             try:
                 return subprocess.Popen(
                     limited_argv(step.argv, limits, user),
@@ -146,7 +125,7 @@ class LocalExecutor:
     async def run(self, spec: JobSpec, on_started: StartedCallback, cancel: asyncio.Event) -> ExecutionResult:
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self._prepare_dir, spec)
+            await asyncio.to_thread(prepare_job_dir, spec.job_dir)
         except OSError as exc:
             return ExecutionResult(JobState.FAILURE, None, 0.0, 0.0, 0, f"job directory not usable: {exc}")
         if self._users is None:
@@ -242,6 +221,27 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         self.close()
+
+
+def prepare_job_dir(job_dir: Path) -> None:
+    """Private modes and the scratch directory, once, before anything of the job runs.
+
+    Explicit modes (mkdir's mode is filtered by the umask): no other user of the host
+    may read a job's data, which can be proprietary. Done before the first step only:
+    between steps the directory may be a job user's, and a path the job could have
+    replaced by a symlink is never chmod-ed by root.
+    """
+    os.chmod(job_dir, JOB_DIR_MODE)
+    scratch = job_dir / JOB_TMP_DIR
+    scratch.mkdir(exist_ok=True)
+    os.chmod(scratch, JOB_TMP_MODE, follow_symlinks=False)
+
+
+def open_new_log(path: Path) -> int:
+    """A new log file; never through a symlink or onto a file a job left at that name."""
+    path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags, 0o644)
 
 
 def step_log(job_dir: Path, index: int, step: Step, stream: str) -> Path:

@@ -41,7 +41,6 @@ from caesar_common.apps.base import ContainerApp
 from caesar_common.apps.registry import get_app
 from caesar_common.jobstate import JobState
 from caesar_common.logging import get_logger
-from caesar_runner.domain.process import JOB_DIR_MODE, JOB_TMP_MODE
 from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
 from caesar_runner.executors.kubernetes.errors import (
     HTTPError,
@@ -55,14 +54,12 @@ from caesar_runner.executors.kubernetes.jobspec import (
     LABEL_JOB,
     LABEL_MANAGED_BY,
     MANAGED_BY,
-    AttemptSpec,
     Manifest,
     PodSettings,
     container_names,
     job_manifest,
     job_name,
     label_value,
-    scratch_dir,
     selector,
 )
 from caesar_runner.executors.kubernetes.outcome import (
@@ -79,7 +76,7 @@ from caesar_runner.executors.kubernetes.outcome import (
     stuck_container,
 )
 from caesar_runner.executors.kubernetes.watcher import ClusterView
-from caesar_runner.executors.local import last_error_line, step_log
+from caesar_runner.executors.local import last_error_line, open_new_log, prepare_job_dir, step_log
 
 log = get_logger(__name__)
 
@@ -105,22 +102,10 @@ class _Ended:
     outcome: Outcome
 
 
-def attempt_spec(spec: JobSpec) -> AttemptSpec:
-    """The pure view of a job spec, with the app's own image for container apps."""
-    app = get_app(spec.app)
-    image = app.container_image if isinstance(app, ContainerApp) else None
-    return AttemptSpec(
-        job_id=spec.job_id,
-        owner=spec.owner,
-        attempt=spec.attempt,
-        app=spec.app,
-        steps=spec.steps,
-        job_dir=spec.job_dir,
-        wall_time_s=spec.wall_time_s,
-        cores=spec.cores,
-        memory_mb=spec.memory_mb,
-        container_image=image,
-    )
+def container_image_of(app_name: str) -> str | None:
+    """The app's own image for a container app, None for the finders installed with us."""
+    app = get_app(app_name)
+    return app.container_image if isinstance(app, ContainerApp) else None
 
 
 class KubernetesExecutor:
@@ -165,7 +150,7 @@ class KubernetesExecutor:
         t0 = time.monotonic()
         name = job_name(spec.job_id, spec.attempt)
         try:
-            manifest = job_manifest(self._settings, attempt_spec(spec))
+            manifest = job_manifest(self._settings, spec, container_image_of(spec.app))
         except ValueError as exc:
             return self._result(
                 t0, Outcome(JobState.FAILURE, None, f"no Kubernetes Job for this attempt: {exc}")
@@ -455,10 +440,7 @@ def _containers_that_ran(pod: dict[str, Any]) -> set[str]:
 def _prepare_dir(job_dir: Path, manifest: Manifest) -> None:
     """Private modes, the steps' scratch directory and the Job's record, before the Job exists."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(job_dir, JOB_DIR_MODE)
-    scratch = scratch_dir(job_dir)
-    scratch.mkdir(exist_ok=True)
-    os.chmod(scratch, JOB_TMP_MODE, follow_symlinks=False)
+    prepare_job_dir(job_dir)
     record = job_dir / JOB_FILE
     tmp = job_dir / f".{JOB_FILE}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -466,9 +448,6 @@ def _prepare_dir(job_dir: Path, manifest: Manifest) -> None:
 
 
 def _write_log(path: Path, text: str) -> None:
-    """A new log file; never through a symlink or onto a file the job left at that name."""
-    path.unlink(missing_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    """A new log file (:func:`open_new_log`: never through a symlink)."""
+    with os.fdopen(open_new_log(path), "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -34,8 +34,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from caesar_common.apps.base import Step
-from caesar_common.layout import JOB_TMP_DIR
 from caesar_runner.domain.process import sanitised_environment
+from caesar_runner.executors.base import JobSpec
 
 Manifest = dict[str, Any]
 
@@ -157,43 +157,26 @@ class PodSettings:
     service_account: str = ""
 
 
-@dataclass(frozen=True)
-class AttemptSpec:
-    """The parts of a :class:`~caesar_runner.executors.base.JobSpec` a Job is made of."""
-
-    job_id: str
-    owner: str
-    attempt: int
-    app: str
-    steps: Sequence[Step]
-    job_dir: Path
-    wall_time_s: int
-    cores: int
-    memory_mb: int
-    container_image: str | None = None
-    """The app's own image (a container app), or None for the finders installed with us."""
-
-
 def app_image(settings: PodSettings, app: str, container_image: str | None) -> str:
     """The image of an app's steps: the deployment's mapping, the app's own, else the default."""
     return settings.images.get(app) or container_image or settings.default_image
 
 
-def step_image(settings: PodSettings, spec: AttemptSpec, step: Step) -> str:
+def step_image(settings: PodSettings, app: str, container_image: str | None, step: Step) -> str:
     """The image one step runs in.
 
     A step whose program is under the runner's ``bin_dir`` (the catalogue finalize step)
     is ours: it runs in the default image, which has the service installed there, even
     in the job of a container app.
     """
-    image = app_image(settings, spec.app, spec.container_image)
+    image = app_image(settings, app, container_image)
     program = PurePosixPath(step.argv[0])
-    if spec.container_image is not None and program.is_relative_to(PurePosixPath(settings.bin_dir)):
+    if container_image is not None and program.is_relative_to(PurePosixPath(settings.bin_dir)):
         return settings.default_image
     return image
 
 
-def step_environment(settings: PodSettings, spec: AttemptSpec, step: Step, image: str) -> dict[str, str]:
+def step_environment(settings: PodSettings, spec: JobSpec, step: Step, image: str) -> dict[str, str]:
     """The local executor's sanitised environment; nothing of the runner's own.
 
     In a foreign image (a container app) ``PATH`` is left to the image: its tools are
@@ -247,11 +230,16 @@ CONTAINER_SECURITY: Final[Mapping[str, Any]] = {
 
 
 def _container(
-    settings: PodSettings, spec: AttemptSpec, index: int, step: Step, mounts: list[Manifest]
+    settings: PodSettings,
+    spec: JobSpec,
+    container_image: str | None,
+    index: int,
+    step: Step,
+    mounts: list[Manifest],
 ) -> Manifest:
     if not step.argv:
         raise ValueError(f"step {step.name} has an empty argv")
-    image = step_image(settings, spec, step)
+    image = step_image(settings, spec.app, container_image, step)
     env = step_environment(settings, spec, step, image)
     return {
         "name": container_name(index, step),
@@ -269,15 +257,18 @@ def _container(
     }
 
 
-def _check_paths(settings: PodSettings, spec: AttemptSpec) -> None:
+def _check_paths(settings: PodSettings, spec: JobSpec) -> None:
     """The job directory must be on the jobs volume, or the pod could not see it."""
     jobs_root = settings.jobs.mount_path
     if not spec.job_dir.is_absolute() or not spec.job_dir.is_relative_to(jobs_root):
         raise ValueError(f"job directory {spec.job_dir} is not under the jobs volume {jobs_root}")
 
 
-def job_manifest(settings: PodSettings, spec: AttemptSpec) -> Manifest:
+def job_manifest(settings: PodSettings, spec: JobSpec, container_image: str | None) -> Manifest:
     """The batch/v1 Job of one attempt; see the module docstring for its choices.
+
+    ``container_image`` is the app's own image (a container app), None for the finders
+    installed with the service.
 
     Raises
     ------
@@ -292,7 +283,9 @@ def job_manifest(settings: PodSettings, spec: AttemptSpec) -> Manifest:
     labels = attempt_labels(spec.job_id, spec.attempt, spec.owner, settings.pool)
     annotations = {ANNOTATION_JOB: spec.job_id, ANNOTATION_OWNER: spec.owner, ANNOTATION_APP: spec.app}
     volumes, mounts = _volumes(settings)
-    containers = [_container(settings, spec, i, step, mounts) for i, step in enumerate(spec.steps)]
+    containers = [
+        _container(settings, spec, container_image, i, step, mounts) for i, step in enumerate(spec.steps)
+    ]
     pod_security: Manifest = {
         "runAsNonRoot": True,
         "runAsUser": settings.run_as_user,
@@ -349,8 +342,3 @@ def job_manifest(settings: PodSettings, spec: AttemptSpec) -> Manifest:
             },
         },
     }
-
-
-def scratch_dir(job_dir: Path) -> Path:
-    """The steps' ``HOME`` and ``TMPDIR`` (see :func:`sanitised_environment`)."""
-    return job_dir / JOB_TMP_DIR
