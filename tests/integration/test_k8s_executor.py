@@ -26,7 +26,7 @@ from lightkube.types import PatchType
 from caesar_common.apps.base import PlanContext
 from caesar_common.apps.registry import APPS
 from caesar_common.bus import Bus, runner_pool_queue
-from caesar_common.events import Envelope, InputFile, RunJob
+from caesar_common.events import Envelope
 from caesar_common.jobstate import JobState
 from caesar_common.runtime import ServiceRuntime
 from caesar_runner.adapters.claims import INDEXES
@@ -37,7 +37,8 @@ from caesar_runner.executors.kubernetes.executor import JOB_FILE
 from caesar_runner.executors.kubernetes.jobspec import LABEL_JOB, job_name
 from caesar_runner.settings import RunnerSettings
 from tests.integration.event_tap import EventTap, marker, outbox_drained
-from tests.integration.runner_support import RunnerUnderTest
+from tests.integration.runner_support import RunnerUnderTest, states_of
+from tests.integration.runner_support import run_job as command_to_run
 from tests.integration.service_support import eventually
 from tests.kube_support import CLAIMS, OUTCOME_ANNOTATION, KubeNamespace
 
@@ -398,29 +399,13 @@ async def start_runner(
 
 
 def run_job(job_id: str, **overrides: Any) -> Envelope:
-    fields: dict[str, Any] = {
-        "job_id": job_id,
-        "owner": "anonymous",
-        "app": "aegean",
-        "attempt": 1,
-        "params": {"bkgbox": 40, "bkggrid": 10},
-        "input": InputFile(file_id=FILE_ID, ext="fits"),
-        "wall_time_s": 300,
-        "pool": "k8s",
-        "memory_mb": 1024,
-    }
-    fields.update(overrides)
-    return Envelope.wrap(RunJob(**fields), "test")
+    return command_to_run(job_id, pool="k8s", file_id=FILE_ID, **overrides)
 
 
 def terminal(job_id: str) -> Callable[[Envelope], bool]:
     return lambda e: (
         e.subject == job_id and e.data["state"] in {"SUCCESS", "FAILURE", "TIMED-OUT", "CANCELED"}
     )
-
-
-def states_of(tap: EventTap, job_id: str) -> list[str]:
-    return [e.data["state"] for e in tap.received if e.subject == job_id]
 
 
 @pytest.mark.integration

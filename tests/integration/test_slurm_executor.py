@@ -23,7 +23,7 @@ from caesar_common.apps import get_app
 from caesar_common.apps.base import App
 from caesar_common.apps.trivial import TrivialApp
 from caesar_common.bus import Bus, runner_pool_queue
-from caesar_common.events import Envelope, InputFile, JobCancelRequested, RunJob
+from caesar_common.events import Envelope, InputFile, JobCancelRequested
 from caesar_common.runtime import ServiceRuntime
 from caesar_runner.adapters.claims import INDEXES
 from caesar_runner.adapters.slurmrestd import (
@@ -39,7 +39,8 @@ from caesar_runner.settings import RunnerSettings
 from caesar_testkit.skysim import SimulationSpec, write_simulation
 from tests.conftest import REPO
 from tests.integration.event_tap import EventTap, marker, outbox_drained
-from tests.integration.runner_support import RunnerUnderTest
+from tests.integration.runner_support import RunnerUnderTest, states_of
+from tests.integration.runner_support import run_job as command_to_run
 
 pytestmark = pytest.mark.integration
 SLURM_SH = REPO / "scripts" / "slurm.sh"
@@ -142,27 +143,11 @@ async def runner(start_runner: Callable[..., Any]) -> AsyncIterator[RunnerUnderT
 
 
 def run_job(job_id: str, app: str = "aegean", **overrides: Any) -> Envelope:
-    fields: dict[str, Any] = {
-        "job_id": job_id,
-        "owner": "anonymous",
-        "app": app,
-        "attempt": 1,
-        "params": {"bkgbox": 40, "bkggrid": 10} if app == "aegean" else {},
-        "input": InputFile(file_id=FILE_ID, ext="fits"),
-        "wall_time_s": 300,
-        "pool": "slurm",
-        "memory_mb": 1024,
-    }
-    fields.update(overrides)
-    return Envelope.wrap(RunJob(**fields), "test")
+    return command_to_run(job_id, pool="slurm", file_id=FILE_ID, app=app, **overrides)
 
 
 def sleeper(job_id: str, seconds: float, **overrides: Any) -> Envelope:
     return run_job(job_id, "trivial", params={"seconds": seconds}, **overrides)
-
-
-def states_of(tap: EventTap, job_id: str) -> list[str]:
-    return [e.data["state"] for e in tap.received if e.subject == job_id]
 
 
 async def slurm_jobs_of(client: SlurmRestClient, job_id: str, attempt: int = 1) -> list[SlurmJob]:

@@ -13,7 +13,7 @@ import pytest
 from caesar_common.apps.base import PlanContext, Step
 from caesar_common.apps.registry import APPS
 from caesar_common.jobstate import JobState
-from caesar_runner.executors.base import JobSpec
+from caesar_runner.executors.base import JobSpec, Outcome
 from caesar_runner.executors.kubernetes.executor import container_image_of
 from caesar_runner.executors.kubernetes.jobspec import (
     ANNOTATION_OWNER,
@@ -30,7 +30,6 @@ from caesar_runner.executors.kubernetes.jobspec import (
     label_value,
 )
 from caesar_runner.executors.kubernetes.outcome import (
-    Outcome,
     elapsed_s,
     has_started,
     outcome_of,

@@ -73,6 +73,17 @@ class ExecutionResult:
     retryable: bool = False
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as a batch system (Slurm, Kubernetes) tells it; the executor
+    adds the timings and usage it measured to make the :class:`ExecutionResult`."""
+
+    state: JobState
+    exit_code: int | None
+    reason: str
+    retryable: bool = False
+
+
 StartedCallback = Callable[[int | None], Awaitable[None]]
 
 

@@ -45,7 +45,7 @@ from caesar_runner.adapters.slurmrestd import (
     SubmitRequest,
 )
 from caesar_runner.domain.process import sanitised_environment
-from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
+from caesar_runner.executors.base import ExecutionResult, JobSpec, Outcome, StartedCallback
 
 log = get_logger(__name__)
 
@@ -224,14 +224,6 @@ def batch_script(
         ]
     lines += ["caesar_exit_record 0 -1", "exit 0", ""]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: JobState
-    exit_code: int | None
-    reason: str
-    retryable: bool = False
 
 
 def outcome_of(job: SlurmJob, record: ExitRecord | None, spec: JobSpec) -> Outcome | None:

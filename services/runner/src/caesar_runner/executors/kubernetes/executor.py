@@ -41,7 +41,7 @@ from caesar_common.apps.base import ContainerApp
 from caesar_common.apps.registry import get_app
 from caesar_common.jobstate import JobState
 from caesar_common.logging import get_logger
-from caesar_runner.executors.base import ExecutionResult, JobSpec, StartedCallback
+from caesar_runner.executors.base import ExecutionResult, JobSpec, Outcome, StartedCallback
 from caesar_runner.executors.kubernetes.errors import (
     HTTPError,
     KubeForbidden,
@@ -63,7 +63,6 @@ from caesar_runner.executors.kubernetes.jobspec import (
     selector,
 )
 from caesar_runner.executors.kubernetes.outcome import (
-    Outcome,
     Stuck,
     elapsed_s,
     failed_container,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from caesar_common.jobstate import JobState
+from caesar_runner.executors.base import Outcome
 from caesar_runner.executors.kubernetes.jobspec import (
     ANNOTATION_JOB,
     JOB_NAME_LABELS,
@@ -26,14 +27,6 @@ Obj = Mapping[str, Any]
 
 ERROR_LINE_MAX: Final = 300
 STARTED_PHASES: Final = frozenset({"Running", "Succeeded", "Failed"})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    state: JobState
-    exit_code: int | None
-    reason: str
-    retryable: bool = False
 
 
 @dataclass(frozen=True)
